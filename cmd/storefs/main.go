@@ -1,0 +1,109 @@
+// Command storefs is the command line of storefs, a lazy Nix-style store.
+//
+// One file per command; each command's logic is a run function taking a
+// context and its inputs, so tests call it directly. Errors reach the user as
+// one line, `storefs: <what failed and where>`, with the exit codes listed in
+// the help.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"storefs/store/storepath"
+)
+
+// Exit codes, as listed in the help. 100-102 follow Nix.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+const description = `storefs serves a Nix-style store through FUSE and realises paths on first access.
+
+Exit codes:
+  0    success
+  1    failure (the error is printed as one line)
+  2    bad usage (unknown command or flag, bad flag value)`
+
+// Globals are the flags every command takes.
+type Globals struct {
+	StoreDir string `name:"store-dir" default:"/store" env:"STOREFS_STORE_DIR" placeholder:"DIR" help:"The store directory: the logical name in every path and hash, and the mount point (${default})."`
+	StateDir string `name:"state-dir" default:"/var/lib/storefs" env:"STOREFS_STATE_DIR" placeholder:"DIR" help:"Where storefs keeps its database, the contents of valid paths, logs and the daemon socket (${default})."`
+}
+
+// storeDir returns the checked store dir.
+func (g *Globals) storeDir() (storepath.Dir, error) {
+	d, err := storepath.ParseDir(g.StoreDir)
+	if err != nil {
+		return "", fmt.Errorf("--store-dir: %w", err)
+	}
+	return d, nil
+}
+
+// stdio is where commands read and write, so tests can capture them.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// CLI is the whole command line.
+type CLI struct {
+	Globals
+
+	Nar        narCmd        `cmd:"" help:"Make, unpack and list Nix archives (NAR)."`
+	Hash       hashCmd       `cmd:"" help:"Compute hashes as Nix does."`
+	Derivation derivationCmd `cmd:"" help:"Inspect derivations."`
+	Key        keyCmd        `cmd:"" help:"Manage binary cache signing keys."`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], stdio{os.Stdin, os.Stdout, os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+// run parses args, runs the command and returns the exit code.
+func run(ctx context.Context, args []string, io stdio) int {
+	var cli CLI
+	exited := -1
+	parser, err := kong.New(&cli,
+		kong.Name("storefs"),
+		kong.Description(description),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Writers(io.out, io.err),
+		kong.Exit(func(code int) { exited = code }),
+		kong.BindTo(ctx, (*context.Context)(nil)),
+		kong.Bind(io),
+	)
+	if err != nil {
+		fmt.Fprintf(io.err, "storefs: %v\n", err)
+		return exitFailure
+	}
+	kctx, err := parser.Parse(args)
+	if exited >= 0 {
+		return exited // --help
+	}
+	if err != nil {
+		fmt.Fprintf(io.err, "storefs: %v\n", err)
+		return exitUsage
+	}
+	if err := kctx.Run(&cli.Globals); err != nil {
+		fmt.Fprintf(io.err, "storefs: %v\n", err)
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			return ec.ExitCode()
+		}
+		return exitFailure
+	}
+	return exitOK
+}
