@@ -14,7 +14,7 @@ import (
 )
 
 // Alphabet is the symbol set, in value order.
-const Alphabet = "0123456789abcdfghijklnpqrsvwxyz"
+const Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
 
 var decodeTable = func() (t [256]int8) {
 	for i := range t {

@@ -1,0 +1,36 @@
+# storefs: `make demo` shows it working, `make test` runs every test.
+GO ?= go
+export PATH := $(PATH):/usr/local/go/bin
+FUZZTIME ?= 10s
+BIN := bin/storefs
+
+.PHONY: all build deps test bench fuzz demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/storefs
+
+# Installs what is missing (apt-get), then nothing more.
+deps:
+	@./scripts/deps.sh
+
+# Every test, integration included. Nothing skips: a missing dependency is
+# installed by deps, and a test that still lacks one fails.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+# storefs against real Nix (or native) on the same work in one run; each
+# benchmark prints its ratio.
+bench: deps
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+demo: deps build
+	@./scripts/demo.sh $(BIN)
+
+clean:
+	rm -rf bin
