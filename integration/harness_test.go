@@ -107,12 +107,12 @@ func newNixStore(t testing.TB) *nixStore {
 	t.Helper()
 	needTool(t, "nix-store")
 	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "etc/nix"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	conf := "build-users-group = nixbld\nsandbox = true\nsubstituters =\n" +
 		"experimental-features = nix-command\nrequire-sigs = true\n"
-	if err := os.WriteFile(filepath.Join(root, "etc/nix/nix.conf"), []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "etc/nix.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(),
