@@ -63,6 +63,17 @@ type CLI struct {
 	Hash       hashCmd       `cmd:"" help:"Compute hashes as Nix does."`
 	Derivation derivationCmd `cmd:"" help:"Inspect derivations."`
 	Key        keyCmd        `cmd:"" help:"Manage binary cache signing keys."`
+
+	Add      addCmd      `cmd:"" help:"Add files or trees to the store (as nix-store --add)."`
+	AddFixed addFixedCmd `cmd:"" name:"add-fixed" help:"Add files to the store as fixed outputs (as nix-store --add-fixed)."`
+	Query    queryCmd    `cmd:"" help:"Query valid paths (as nix-store --query)."`
+	PathInfo pathInfoCmd `cmd:"" name:"path-info" help:"Show what the store knows of paths (as nix path-info)."`
+	Verify   verifyCmd   `cmd:"" help:"Check the store's invariants; exit 1 if any is broken."`
+	GC       gcCmd       `cmd:"" name:"gc" help:"Delete the valid paths that no root reaches, oldest first."`
+	Delete   deleteCmd   `cmd:"" help:"Delete valid paths that nothing refers to."`
+	AddRoot  addRootCmd  `cmd:"" name:"add-root" help:"Make store paths garbage collector roots."`
+	Import   importCmd   `cmd:"" help:"Add the paths of a nix-store --export stream read from stdin."`
+	Export   exportCmd   `cmd:"" help:"Write paths as a nix-store --export stream to stdout."`
 }
 
 func main() {

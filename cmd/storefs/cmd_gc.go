@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"storefs/store"
+)
+
+// gcCmd is `nix-store --gc`.
+type gcCmd struct {
+	MaxFreed uint64 `name:"max-freed" placeholder:"BYTES" help:"Stop after freeing this many bytes (NAR size)."`
+	DryRun   bool   `name:"dry-run" help:"Print what would be deleted; delete nothing."`
+}
+
+func (c *gcCmd) Run(ctx context.Context, g *Globals, io stdio) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	res, err := s.GC(ctx, store.GCOptions{MaxFreed: c.MaxFreed, DryRun: c.DryRun})
+	if res != nil {
+		for _, p := range res.Deleted {
+			fmt.Fprintln(io.out, s.Print(p))
+		}
+		verb := "freed"
+		if c.DryRun {
+			verb = "would free"
+		}
+		fmt.Fprintf(io.err, "%d store paths deleted, %s %d bytes\n", len(res.Deleted), verb, res.Freed)
+	}
+	return err
+}
+
+// deleteCmd is `nix-store --delete`.
+type deleteCmd struct {
+	Paths []string `arg:"" help:"Store paths to delete; none may be referred to by another valid path."`
+}
+
+func (c *deleteCmd) Run(ctx context.Context, g *Globals, io stdio) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ps, err := parsePaths(s.Dir, c.Paths)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if err := s.Delete(p, false); err != nil {
+			return err
+		}
+		fmt.Fprintln(io.out, s.Print(p))
+	}
+	return nil
+}
+
+// addRootCmd makes store paths garbage collector roots.
+type addRootCmd struct {
+	Paths []string `arg:"" help:"Valid store paths to keep."`
+}
+
+func (c *addRootCmd) Run(ctx context.Context, g *Globals, io stdio) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ps, err := parsePaths(s.Dir, c.Paths)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		link, err := s.AddRoot(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(io.out, link)
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"storefs/store"
+)
+
+// verifyCmd is `nix-store --verify`: the store's checker.
+type verifyCmd struct {
+	CheckContents bool `help:"Also recompute every path's NAR hash and check its file modes."`
+	Repair        bool `help:"Remove backing entries that have no record."`
+}
+
+// problemsError reports that the checker found problems; exit code 1.
+type problemsError int
+
+func (e problemsError) Error() string { return fmt.Sprintf("verify: %d problems found", int(e)) }
+
+func (c *verifyCmd) Run(ctx context.Context, g *Globals, io stdio) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return runVerify(ctx, s, io, store.CheckOptions{Contents: c.CheckContents}, c.Repair)
+}
+
+func runVerify(ctx context.Context, s *store.Store, io stdio, opts store.CheckOptions, repair bool) error {
+	probs, err := s.Check(opts)
+	if err != nil {
+		return err
+	}
+	if repair && len(probs) > 0 {
+		if err := s.Repair(); err != nil {
+			return err
+		}
+		if probs, err = s.Check(opts); err != nil {
+			return err
+		}
+	}
+	for _, p := range probs {
+		fmt.Fprintln(io.err, p)
+	}
+	if len(probs) > 0 {
+		return problemsError(len(probs))
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+package store
+
+// The database (bbolt, `<state dir>/db`). Keys are store path base names
+// (`<hash part>-<name>`), so a prefix seek on a hash part finds its path.
+//
+//	db
+//	├── meta
+//	│   └── "version" -> "1"
+//	├── paths                     one entry per valid path
+//	│   └── <base> -> record      JSON of pathRecord
+//	├── referrers                 reverse references
+//	│   └── <referenced base> 0x00 <referrer base> -> ""
+//	├── drvOutputs                derivation -> its outputs
+//	│   └── <drv base> 0x00 <output id> -> <output base>
+//	└── outputDrvs                output -> the derivations that produce it
+//	    └── <output base> 0x00 <drv base> -> <output id>
+//
+// Every write happens in one transaction, so the indexes always agree with
+// `paths`; Check verifies that they do.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"storefs/store/nixhash"
+	"storefs/store/storepath"
+)
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketPaths      = []byte("paths")
+	bucketReferrers  = []byte("referrers")
+	bucketDrvOutputs = []byte("drvOutputs")
+	bucketOutputDrvs = []byte("outputDrvs")
+
+	keyVersion = []byte("version")
+)
+
+const schemaVersion = "1"
+
+var allBuckets = [][]byte{bucketMeta, bucketPaths, bucketReferrers, bucketDrvOutputs, bucketOutputDrvs}
+
+// pathRecord is how a PathInfo is kept in `paths`.
+type pathRecord struct {
+	NarHash      string   `json:"narHash"`
+	NarSize      uint64   `json:"narSize"`
+	References   []string `json:"references,omitempty"`
+	Deriver      string   `json:"deriver,omitempty"`
+	Sigs         []string `json:"sigs,omitempty"`
+	CA           string   `json:"ca,omitempty"`
+	Registration int64    `json:"registrationTime"`
+}
+
+func encodeRecord(info *PathInfo) ([]byte, error) {
+	r := pathRecord{
+		NarHash:      info.NarHash.String(),
+		NarSize:      info.NarSize,
+		Sigs:         info.Sigs,
+		CA:           info.CA.String(),
+		Registration: info.RegistrationTime.Unix(),
+	}
+	for _, ref := range info.References {
+		r.References = append(r.References, ref.Base())
+	}
+	if !info.Deriver.IsZero() {
+		r.Deriver = info.Deriver.Base()
+	}
+	return json.Marshal(r)
+}
+
+func decodeRecord(p storepath.Path, data []byte) (*PathInfo, error) {
+	var r pathRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("database record of %s: %w", p, err)
+	}
+	info := &PathInfo{Path: p, NarSize: r.NarSize, Sigs: r.Sigs, RegistrationTime: time.Unix(r.Registration, 0)}
+	var err error
+	if info.NarHash, err = nixhash.Parse(r.NarHash); err != nil {
+		return nil, fmt.Errorf("database record of %s: narHash: %w", p, err)
+	}
+	for _, s := range r.References {
+		ref, err := storepath.ParseBase(s)
+		if err != nil {
+			return nil, fmt.Errorf("database record of %s: reference: %w", p, err)
+		}
+		info.References = append(info.References, ref)
+	}
+	if r.Deriver != "" {
+		if info.Deriver, err = storepath.ParseBase(r.Deriver); err != nil {
+			return nil, fmt.Errorf("database record of %s: deriver: %w", p, err)
+		}
+	}
+	if r.CA != "" {
+		if info.CA, err = storepath.ParseContentAddress(r.CA); err != nil {
+			return nil, fmt.Errorf("database record of %s: %w", p, err)
+		}
+	}
+	return info, nil
+}
+
+func pairKey(a, b string) []byte {
+	k := make([]byte, 0, len(a)+1+len(b))
+	k = append(k, a...)
+	k = append(k, 0)
+	return append(k, b...)
+}
+
+func splitPairKey(k []byte) (string, string, bool) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 {
+		return "", "", false
+	}
+	return string(k[:i]), string(k[i+1:]), true
+}
+
+// forEachPair calls fn for every key `<first> 0x00 <second>` of b.
+func forEachPair(b *bolt.Bucket, first string, fn func(second string, v []byte) error) error {
+	prefix := pairKey(first, "")
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := fn(string(k[len(prefix):]), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func initDB(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("creating bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keyVersion); {
+		case v == nil:
+			return meta.Put(keyVersion, []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("database schema version %q, this storefs reads %q", v, schemaVersion)
+		}
+		return nil
+	})
+}

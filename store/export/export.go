@@ -1,0 +1,306 @@
+// Package export reads and writes the stream of `nix-store --export` and
+// `--import` (docs/formats.md, "Export stream"): for each path, the number 1,
+// the path's NAR, the magic 0x4558494e, the path, its references and its
+// deriver; after the last path, the number 0.
+//
+// The stream has no lengths around its NARs, so the Reader parses each NAR
+// (store/nar, strictly) to find where it ends, on one shared buffer that the
+// NAR reader never reads past. A path's metadata comes after its contents:
+// a caller restores the NAR first and learns its name from Trailer.
+//
+// Invariants: every error names the path's position in the stream (1-based)
+// and the byte offset of the stream where it was found; a number or string
+// out of bounds is an error, never an allocation.
+package export
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"storefs/store/nar"
+	"storefs/store/storepath"
+)
+
+// Magic precedes each path's metadata ("NIXE" little-endian).
+const Magic = 0x4558494e
+
+// maxReferences bounds the reference count read from a stream.
+const maxReferences = 1 << 20
+
+// maxPathLen bounds a store path string: a store dir of up to 4095 bytes,
+// a slash and a base name.
+const maxPathLen = 4096 + 1 + storepath.HashLen + 1 + storepath.MaxNameLen
+
+// Entry is one path's metadata in the stream.
+type Entry struct {
+	Path       storepath.Path
+	References []storepath.Path
+	Deriver    storepath.Path // zero when the stream names none
+}
+
+// Error is an error in a stream: which path (1-based, 0 before the first),
+// where (bytes from the stream's start) and what.
+type Error struct {
+	Index  int
+	Offset int64
+	Err    error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("export stream path %d, offset %d: %v", e.Index, e.Offset, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Reader reads an export stream.
+type Reader struct {
+	br    *bufio.Reader
+	dir   storepath.Dir
+	off   int64 // stream offset of the current path's NAR start, or of br
+	index int
+	nar   *nar.Reader
+	done  bool
+	err   error
+}
+
+// NewReader reads a stream of paths in store dir dir.
+func NewReader(r io.Reader, dir storepath.Dir) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, 1<<20), dir: dir}
+}
+
+func (r *Reader) fail(err error) error {
+	if r.err == nil {
+		var ne *nar.Error
+		if errors.As(err, &ne) {
+			err = fmt.Errorf("in its NAR at stream offset %d: %w", r.off+ne.Offset, err)
+		}
+		r.err = &Error{Index: r.index, Offset: r.offset(), Err: err}
+	}
+	return r.err
+}
+
+// Fail records err, found while reading the current path (restoring its
+// NAR, say), as the stream's error, with the path's position in the stream.
+func (r *Reader) Fail(err error) error { return r.fail(err) }
+
+func (r *Reader) offset() int64 {
+	if r.nar != nil {
+		return r.off + r.nar.NarSize()
+	}
+	return r.off
+}
+
+// Next moves to the next path and returns a reader of its NAR, or io.EOF
+// after the last. Read the NAR to its end (until its Next returns io.EOF,
+// e.g. by restoring it) and then call Trailer.
+func (r *Reader) Next() (*nar.Reader, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.nar != nil {
+		return nil, r.fail(errors.New("Next called before the previous path's Trailer"))
+	}
+	if r.done {
+		return nil, io.EOF
+	}
+	r.index++
+	n, err := r.u64("path marker")
+	if err != nil {
+		return nil, err
+	}
+	switch n {
+	case 0:
+		r.index--
+		r.done = true
+		if _, err := r.br.Peek(1); err == nil {
+			return nil, r.fail(errors.New("trailing data after the end of the stream"))
+		}
+		return nil, io.EOF
+	case 1:
+	default:
+		return nil, r.fail(fmt.Errorf("path marker is %d, want 1 (another path) or 0 (the end): not a nix-store --export stream", n))
+	}
+	r.nar = nar.NewReader(r.br)
+	return r.nar, nil
+}
+
+// Trailer reads the current path's metadata, after its NAR.
+func (r *Reader) Trailer() (*Entry, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.nar == nil {
+		return nil, r.fail(errors.New("Trailer called before Next"))
+	}
+	if err := r.nar.CheckEOF(); err != nil && !errors.Is(err, nar.ErrTrailingData) {
+		return nil, r.fail(err)
+	}
+	r.off += r.nar.NarSize()
+	r.nar = nil
+	magic, err := r.u64("magic")
+	if err != nil {
+		return nil, err
+	}
+	if magic != Magic {
+		return nil, r.fail(fmt.Errorf("magic is %#x, want %#x", magic, Magic))
+	}
+	e := &Entry{}
+	if e.Path, err = r.path("store path"); err != nil {
+		return nil, err
+	}
+	count, err := r.u64("reference count")
+	if err != nil {
+		return nil, err
+	}
+	if count > maxReferences {
+		return nil, r.fail(fmt.Errorf("%s has %d references, more than %d", r.dir.Print(e.Path), count, maxReferences))
+	}
+	for i := uint64(0); i < count; i++ {
+		ref, err := r.path(fmt.Sprintf("reference %d of %s", i+1, r.dir.Print(e.Path)))
+		if err != nil {
+			return nil, err
+		}
+		e.References = append(e.References, ref)
+	}
+	deriver, err := r.str("deriver")
+	if err != nil {
+		return nil, err
+	}
+	if deriver != "" {
+		if e.Deriver, err = r.dir.Parse(deriver); err != nil {
+			return nil, r.fail(fmt.Errorf("deriver of %s: %w", r.dir.Print(e.Path), err))
+		}
+	}
+	// A legacy signature: 1 and a string, which Nix ignores too.
+	sig, err := r.u64("signature marker")
+	if err != nil {
+		return nil, err
+	}
+	switch sig {
+	case 0:
+	case 1:
+		if _, err := r.str("legacy signature"); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, r.fail(fmt.Errorf("signature marker is %d, want 0 or 1", sig))
+	}
+	return e, nil
+}
+
+func (r *Reader) u64(what string) (uint64, error) {
+	var b [8]byte
+	if _, err := io.ReadFull(r.br, b[:]); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("stream truncated in the %s", what)
+		}
+		return 0, r.fail(err)
+	}
+	r.off += 8
+	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+func (r *Reader) str(what string) (string, error) {
+	n, err := r.u64(what + " length")
+	if err != nil {
+		return "", err
+	}
+	if n > maxPathLen {
+		return "", r.fail(fmt.Errorf("%s is %d bytes long, more than %d", what, n, maxPathLen))
+	}
+	padded := (n + 7) &^ 7
+	b := make([]byte, padded)
+	if _, err := io.ReadFull(r.br, b); err != nil {
+		return "", r.fail(fmt.Errorf("stream truncated in the %s", what))
+	}
+	for _, c := range b[n:] {
+		if c != 0 {
+			return "", r.fail(fmt.Errorf("non-zero padding after the %s", what))
+		}
+	}
+	r.off += int64(padded)
+	return string(b[:n]), nil
+}
+
+func (r *Reader) path(what string) (storepath.Path, error) {
+	s, err := r.str(what)
+	if err != nil {
+		return storepath.Path{}, err
+	}
+	p, err := r.dir.Parse(s)
+	if err != nil {
+		return storepath.Path{}, r.fail(fmt.Errorf("%s: %w", what, err))
+	}
+	return p, nil
+}
+
+// Writer writes an export stream.
+type Writer struct {
+	w   *bufio.Writer
+	dir storepath.Dir
+	err error
+}
+
+// NewWriter writes a stream of paths in store dir dir to w.
+func NewWriter(w io.Writer, dir storepath.Dir) *Writer {
+	return &Writer{w: bufio.NewWriterSize(w, 1<<20), dir: dir}
+}
+
+// Add writes one path: writeNAR must write exactly the path's NAR.
+func (w *Writer) Add(e *Entry, writeNAR func(io.Writer) error) error {
+	if w.err != nil {
+		return w.err
+	}
+	w.u64(1)
+	if w.err == nil {
+		if err := writeNAR(w.w); err != nil {
+			w.err = fmt.Errorf("exporting %s: %w", w.dir.Print(e.Path), err)
+			return w.err
+		}
+	}
+	w.u64(Magic)
+	w.str(w.dir.Print(e.Path))
+	w.u64(uint64(len(e.References)))
+	for _, ref := range w.dir.PrintAll(e.References) {
+		w.str(ref)
+	}
+	if e.Deriver.IsZero() {
+		w.str("")
+	} else {
+		w.str(w.dir.Print(e.Deriver))
+	}
+	w.u64(0)
+	return w.err
+}
+
+// Close writes the end of the stream and flushes it.
+func (w *Writer) Close() error {
+	w.u64(0)
+	if w.err == nil {
+		w.err = w.w.Flush()
+	}
+	return w.err
+}
+
+func (w *Writer) u64(n uint64) {
+	if w.err != nil {
+		return
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], n)
+	_, w.err = w.w.Write(b[:])
+}
+
+func (w *Writer) str(s string) {
+	w.u64(uint64(len(s)))
+	if w.err != nil {
+		return
+	}
+	var zeros [8]byte
+	if _, w.err = w.w.WriteString(s); w.err == nil {
+		_, w.err = w.w.Write(zeros[:(8-len(s)%8)%8])
+	}
+}

@@ -1,0 +1,278 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"storefs/store/storepath"
+)
+
+// NewTemp makes an empty scratch directory on the backing directory's
+// filesystem; put contents inside it (at any name) and pass that path to
+// Register. Its name carries the pid so that Open can tell leftovers of dead
+// processes from scratch space in use.
+func (s *Store) NewTemp() (string, error) {
+	return os.MkdirTemp(filepath.Join(s.State, tmpDir), strconv.Itoa(os.Getpid())+"-")
+}
+
+// Registration is one path to make valid: its info and where its contents
+// are now (a path on the backing filesystem, normally under NewTemp).
+type Registration struct {
+	Info     PathInfo
+	Contents string
+}
+
+// Register makes the paths valid, all in one transaction: it canonicalises
+// and fsyncs their contents, moves them into the backing directory and
+// commits their records. Each path's references must be valid already or
+// registered in the same call. A path that is valid already is left as it
+// is (its contents are removed). The caller holds the paths' locks.
+func (s *Store) Register(regs ...Registration) error {
+	todo := make([]Registration, 0, len(regs))
+	for _, r := range regs {
+		ok, err := s.IsValid(r.Info.Path)
+		if err != nil {
+			return err
+		}
+		if ok {
+			os.RemoveAll(r.Contents)
+			continue
+		}
+		todo = append(todo, r)
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	for _, r := range todo {
+		if err := Canonicalise(r.Contents); err != nil {
+			return fmt.Errorf("registering %s: %w", s.Print(r.Info.Path), err)
+		}
+	}
+	for _, r := range todo {
+		if err := syncTree(r.Contents); err != nil {
+			return fmt.Errorf("registering %s: %w", s.Print(r.Info.Path), err)
+		}
+	}
+	if err := s.markPending(todo); err != nil {
+		return err
+	}
+	for _, r := range todo {
+		dst := s.RealPath(r.Info.Path)
+		// Under the lock, an entry with no record is a crashed writer's.
+		if err := os.RemoveAll(dst); err != nil {
+			return fmt.Errorf("registering %s: removing leftover: %w", s.Print(r.Info.Path), err)
+		}
+		if err := os.Rename(r.Contents, dst); err != nil {
+			return fmt.Errorf("registering %s: %w", s.Print(r.Info.Path), err)
+		}
+	}
+	if err := syncDir(s.BackingDir()); err != nil {
+		return err
+	}
+	err := s.update(func(tx *bolt.Tx) error { return s.putRecords(tx, todo) })
+	if err != nil {
+		for _, r := range todo {
+			os.RemoveAll(s.RealPath(r.Info.Path))
+		}
+	}
+	s.clearPending(todo)
+	return err
+}
+
+// putRecords checks references and writes the records and indexes.
+func (s *Store) putRecords(tx *bolt.Tx, regs []Registration) error {
+	paths := tx.Bucket(bucketPaths)
+	batch := make(map[storepath.Path]bool, len(regs))
+	for _, r := range regs {
+		batch[r.Info.Path] = true
+	}
+	now := time.Now()
+	for _, r := range regs {
+		info := r.Info
+		for _, ref := range info.References {
+			if !batch[ref] && paths.Get([]byte(ref.Base())) == nil {
+				return fmt.Errorf("reference %s of path %s is not a valid path", s.Print(ref), s.Print(info.Path))
+			}
+		}
+		if info.RegistrationTime.IsZero() {
+			info.RegistrationTime = now
+		}
+		storepath.Sort(info.References)
+		rec, err := encodeRecord(&info)
+		if err != nil {
+			return err
+		}
+		if err := paths.Put([]byte(info.Path.Base()), rec); err != nil {
+			return err
+		}
+		for _, ref := range info.References {
+			if err := tx.Bucket(bucketReferrers).Put(pairKey(ref.Base(), info.Path.Base()), nil); err != nil {
+				return err
+			}
+		}
+		if info.Path.IsDerivation() {
+			if err := s.putDrvOutputs(tx, info.Path); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// putDrvOutputs indexes the outputs of a derivation being registered, read
+// from its contents (already in the backing directory).
+func (s *Store) putDrvOutputs(tx *bolt.Tx, drv storepath.Path) error {
+	outputs, err := s.readDrvOutputs(drv)
+	if err != nil {
+		return fmt.Errorf("registering %s: %w", s.Print(drv), err)
+	}
+	for id, out := range outputs {
+		if err := tx.Bucket(bucketDrvOutputs).Put(pairKey(drv.Base(), id), []byte(out.Base())); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketOutputDrvs).Put(pairKey(out.Base(), drv.Base()), []byte(id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markPending names the paths about to move into the backing directory, so
+// that a crash before their records commit is cleaned up by the next Open.
+func (s *Store) markPending(regs []Registration) error {
+	dir := filepath.Join(s.State, pendingDir)
+	for _, r := range regs {
+		if err := os.WriteFile(filepath.Join(dir, r.Info.Path.Base()), nil, 0o644); err != nil {
+			return fmt.Errorf("marking %s pending: %w", s.Print(r.Info.Path), err)
+		}
+	}
+	return syncDir(dir)
+}
+
+func (s *Store) clearPending(regs []Registration) {
+	for _, r := range regs {
+		os.Remove(filepath.Join(s.State, pendingDir, r.Info.Path.Base()))
+	}
+}
+
+// cleanup removes what crashed processes left: backing entries named in
+// pending/ that got no record, and scratch directories of dead processes.
+func (s *Store) cleanup() error {
+	dir := filepath.Join(s.State, pendingDir)
+	names, err := readDirNames(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		p, err := storepath.ParseBase(name)
+		if err != nil {
+			os.Remove(filepath.Join(dir, name))
+			continue
+		}
+		l, err := s.TryLock(p)
+		if err != nil {
+			return err
+		}
+		if l == nil {
+			continue // its writer is alive
+		}
+		ok, err := s.IsValid(p)
+		if err == nil && !ok {
+			err = os.RemoveAll(s.RealPath(p))
+		}
+		if err == nil {
+			os.Remove(filepath.Join(dir, name))
+		}
+		l.Unlock()
+		if err != nil {
+			return fmt.Errorf("cleaning up %s: %w", s.Print(p), err)
+		}
+	}
+	tmp := filepath.Join(s.State, tmpDir)
+	names, err = readDirNames(tmp)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		pid, _, _ := strings.Cut(name, "-")
+		if n, err := strconv.Atoi(pid); err == nil && processAlive(n) {
+			continue
+		}
+		if err := removeAllForce(filepath.Join(tmp, name)); err != nil {
+			return fmt.Errorf("cleaning up scratch %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func processAlive(pid int) bool {
+	if pid == os.Getpid() {
+		return true
+	}
+	err := unix.Kill(pid, 0)
+	return err == nil || err == unix.EPERM
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// removeAllForce removes a tree even where canonical modes (0555
+// directories) would stop a non-root user.
+func removeAllForce(p string) error {
+	filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(path, 0o755)
+		}
+		return nil
+	})
+	err := os.RemoveAll(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// syncTree makes a tree durable. syncfs flushes its whole filesystem in one
+// call, which beats an fsync per file for trees of many small files.
+func syncTree(p string) error {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		// A symlink at the top: its parent's filesystem is the same.
+		fd, err = unix.Open(filepath.Dir(p), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("syncing %s: %w", p, err)
+		}
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("syncfs %s: %w", p, err)
+	}
+	return nil
+}

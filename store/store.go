@@ -1,0 +1,202 @@
+// Package store is the one place that decides what is valid: the database of
+// valid paths (bbolt) and the backing directory that holds their contents.
+// The formats live in its subpackages (nixbase32, nixhash, storepath, nar,
+// derivation, narinfo, signature, export).
+//
+// # Invariants
+//
+//  1. A path is valid exactly when it has a record in the database. A record
+//     is committed only after the path's contents are complete, canonical
+//     (mtime 1, modes 0444/0555, no setuid, setgid or sticky bits, owned by
+//     root) and fsynced in the backing directory, and after every reference
+//     is valid (or registered in the same transaction).
+//  2. A crash at any instant leaves a path valid or absent. Contents move into
+//     the backing directory by one rename, after a marker in pending/ names
+//     them; the next Open removes any named entry that got no record.
+//  3. One writer per path across threads and processes: Lock takes a flock on
+//     locks/<base>.lock. Register, Delete and cleanup hold it.
+//  4. Indexes (referrers, derivation outputs both ways) change in the same
+//     transaction as the records they index.
+//
+// # Processes
+//
+// bbolt allows one writing process at a time (it flocks the database file).
+// A Store therefore opens the database only for the length of each
+// transaction unless it is opened with KeepOpen (the daemon), so several
+// storefs processes can add paths at once; each transaction is short.
+//
+// # Lock order
+//
+// Path locks are taken in sorted order of base name, and always before the
+// database; the database is never held while waiting for a path lock.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"storefs/store/derivation"
+	"storefs/store/nixhash"
+	"storefs/store/storepath"
+)
+
+// PathInfo is what the store knows of a valid path.
+type PathInfo struct {
+	Path             storepath.Path
+	NarHash          nixhash.Hash // sha256 of the path's NAR
+	NarSize          uint64
+	References       []storepath.Path // sorted; may include Path itself
+	Deriver          storepath.Path   // zero when unknown
+	Sigs             []string         // `<key name>:<base64>`
+	CA               storepath.ContentAddress
+	RegistrationTime time.Time
+}
+
+// ErrNotValid says a path has no record.
+var ErrNotValid = errors.New("not a valid path")
+
+// Store is a store dir with its state directory.
+type Store struct {
+	Dir   storepath.Dir
+	State string // the state directory
+
+	keepOpen bool
+
+	hasherMu sync.Mutex         // guards hasher
+	hasher   *derivation.Hasher // memoises hashDerivationModulo of valid .drvs
+	mu       sync.Mutex         // guards db
+	db       *bolt.DB           // open only with KeepOpen, or during a transaction
+}
+
+// Options tune Open.
+type Options struct {
+	// KeepOpen holds the database open (and so excludes other writing
+	// processes) until Close. For the daemon, which is the only writer.
+	KeepOpen bool
+}
+
+// Layout of the state directory.
+const (
+	dbFile     = "db"
+	backingDir = "store"
+	tmpDir     = "tmp"
+	pendingDir = "pending"
+	locksDir   = "locks"
+	rootsDir   = "gcroots"
+	logsDir    = "logs"
+	buildsDir  = "builds"
+)
+
+// Open opens (creating if needed) the store whose contents live under
+// stateDir, and removes what crashed processes left behind.
+func Open(dir storepath.Dir, stateDir string, opts Options) (*Store, error) {
+	if _, err := storepath.ParseDir(string(dir)); err != nil {
+		return nil, err
+	}
+	stateDir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"", backingDir, tmpDir, pendingDir, locksDir, rootsDir, logsDir, buildsDir} {
+		if err := os.MkdirAll(filepath.Join(stateDir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+	}
+	s := &Store{Dir: dir, State: stateDir, keepOpen: opts.KeepOpen}
+	s.hasher = derivation.NewHasher(dir, s.readDerivation)
+	if err := s.withDB(true, initDB); err != nil {
+		return nil, err
+	}
+	if opts.KeepOpen {
+		db, err := s.openDB(false)
+		if err != nil {
+			return nil, err
+		}
+		s.db = db
+	}
+	if err := s.cleanup(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+func (s *Store) openDB(readOnly bool) (*bolt.DB, error) {
+	p := filepath.Join(s.State, dbFile)
+	if readOnly {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("database %s: %w", p, err)
+		}
+	}
+	db, err := bolt.Open(p, 0o644, &bolt.Options{ReadOnly: readOnly, Timeout: 0})
+	if err != nil {
+		return nil, fmt.Errorf("opening database %s: %w", p, err)
+	}
+	return db, nil
+}
+
+// withDB runs fn on the database, opening it for the call unless it is kept
+// open.
+func (s *Store) withDB(write bool, fn func(*bolt.DB) error) error {
+	s.mu.Lock()
+	db := s.db
+	s.mu.Unlock()
+	if db != nil {
+		return fn(db)
+	}
+	db, err := s.openDB(!write)
+	if err != nil {
+		return err
+	}
+	err = fn(db)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return s.withDB(false, func(db *bolt.DB) error { return db.View(fn) })
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return s.withDB(true, func(db *bolt.DB) error { return db.Update(fn) })
+}
+
+// RealPath is where the contents of p live (the backing directory).
+func (s *Store) RealPath(p storepath.Path) string {
+	return filepath.Join(s.State, backingDir, p.Base())
+}
+
+// BackingDir is the directory holding the contents of valid paths.
+func (s *Store) BackingDir() string { return filepath.Join(s.State, backingDir) }
+
+// RootsDir holds the garbage collector's roots.
+func (s *Store) RootsDir() string { return filepath.Join(s.State, rootsDir) }
+
+// LogsDir holds build logs.
+func (s *Store) LogsDir() string { return filepath.Join(s.State, logsDir) }
+
+// BuildsDir is scratch space for builds.
+func (s *Store) BuildsDir() string { return filepath.Join(s.State, buildsDir) }
+
+// Print is the full path of p in the store dir.
+func (s *Store) Print(p storepath.Path) string { return s.Dir.Print(p) }

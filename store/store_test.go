@@ -1,0 +1,206 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"storefs/store/nixhash"
+	"storefs/store/storepath"
+)
+
+// testStore opens a store in a temporary state dir; at the end of the test
+// it runs the checker (with contents) and fails the test on any problem.
+func testStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open("/store", t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		checkClean(t, s)
+		s.Close()
+	})
+	return s
+}
+
+func checkClean(t *testing.T, s *Store) {
+	t.Helper()
+	probs, err := s.Check(CheckOptions{Contents: true})
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	for _, p := range probs {
+		t.Errorf("check: %s", p)
+	}
+}
+
+// tree makes a small tree with a file, an executable, a symlink and a
+// subdirectory, with non-canonical modes.
+func tree(t *testing.T, name, content string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	must(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o777))
+	must(t, os.WriteFile(filepath.Join(dir, "file"), []byte(content), 0o664))
+	must(t, os.WriteFile(filepath.Join(dir, "sub", "exe"), []byte("#!/bin/sh\n"), 0o4755))
+	must(t, os.Symlink("file", filepath.Join(dir, "link")))
+	return dir
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAddPathIsValidAndCanonical(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	info, err := s.AddPath(ctx, tree(t, "t", "hello"), true, nixhash.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.IsValid(info.Path); !ok {
+		t.Fatalf("%s not valid after AddPath", info.Path)
+	}
+	st, err := os.Stat(filepath.Join(s.RealPath(info.Path), "sub", "exe"))
+	if err != nil || st.Mode() != 0o555 || st.ModTime().Unix() != 1 {
+		t.Errorf("exe: mode %v mtime %v, %v", st.Mode(), st.ModTime(), err)
+	}
+	again, err := s.AddPath(ctx, tree(t, "t", "hello"), true, nixhash.SHA256)
+	if err != nil || again.Path != info.Path || !again.RegistrationTime.Equal(info.RegistrationTime) {
+		t.Errorf("second add: %v %v", again, err)
+	}
+}
+
+func TestAddTextReferences(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	u, err := s.AddText(ctx, "u.txt", []byte("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Golden: builtins.toFile under store dir /store, Nix 2.8.
+	if got := s.Print(u.Path); got != "/store/sy1pf09am17617zf6qgqfdwjx6axhsb9-u.txt" {
+		t.Errorf("u.txt = %s", got)
+	}
+	v, err := s.AddText(ctx, "t.txt", []byte("hello "+s.Print(u.Path)), []storepath.Path{u.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Print(v.Path); got != "/store/7rrx1afrzyb3vj81nl0vz42sf3vmaxyn-t.txt" {
+		t.Errorf("t.txt = %s", got)
+	}
+	refs, err := s.Referrers(u.Path)
+	if err != nil || len(refs) != 1 || refs[0] != v.Path {
+		t.Errorf("referrers of u.txt = %v, %v", refs, err)
+	}
+	req, err := s.Requisites([]storepath.Path{v.Path})
+	if err != nil || len(req) != 2 {
+		t.Errorf("requisites = %v, %v", req, err)
+	}
+}
+
+func TestRegisterRefusesInvalidReference(t *testing.T) {
+	s := testStore(t)
+	missing, _ := storepath.ParseBase("sy1pf09am17617zf6qgqfdwjx6axhsb9-u.txt")
+	_, err := s.AddText(context.Background(), "t.txt", []byte("x"), []storepath.Path{missing})
+	if err == nil || !strings.Contains(err.Error(), "reference /store/sy1pf09am17617zf6qgqfdwjx6axhsb9-u.txt of path") {
+		t.Fatalf("err = %v", err)
+	}
+	names, _ := readDirNames(s.BackingDir())
+	if len(names) != 0 {
+		t.Errorf("backing directory holds %v after a refused registration", names)
+	}
+}
+
+// A crash between the rename into the backing directory and the commit
+// leaves an entry named in pending/: the next Open removes it.
+func TestOpenCleansPending(t *testing.T) {
+	state := t.TempDir()
+	s, err := Open("/store", state, Options{})
+	must(t, err)
+	p, _ := storepath.ParseBase("sy1pf09am17617zf6qgqfdwjx6axhsb9-u.txt")
+	must(t, os.WriteFile(s.RealPath(p), []byte("x"), 0o444))
+	must(t, os.WriteFile(filepath.Join(state, pendingDir, p.Base()), nil, 0o644))
+	dead := filepath.Join(state, tmpDir, "999999999-x")
+	must(t, os.MkdirAll(filepath.Join(dead, "d"), 0o755))
+	must(t, os.Chmod(filepath.Join(dead, "d"), 0o555))
+	s.Close()
+	s, err = Open("/store", state, Options{})
+	must(t, err)
+	defer s.Close()
+	if _, err := os.Lstat(s.RealPath(p)); !os.IsNotExist(err) {
+		t.Errorf("leftover backing entry survived Open: %v", err)
+	}
+	if _, err := os.Lstat(dead); !os.IsNotExist(err) {
+		t.Errorf("dead process's scratch survived Open: %v", err)
+	}
+	checkClean(t, s)
+}
+
+func TestCheckFindsProblems(t *testing.T) {
+	s, err := Open("/store", t.TempDir(), Options{})
+	must(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	info, err := s.AddPath(ctx, tree(t, "t", "hello"), true, nixhash.SHA256)
+	must(t, err)
+	real := s.RealPath(info.Path)
+	must(t, os.Chmod(filepath.Join(real, "file"), 0o644))
+	must(t, os.WriteFile(filepath.Join(s.BackingDir(), "stray"), nil, 0o444))
+	probs, err := s.Check(CheckOptions{Contents: true})
+	must(t, err)
+	var text []string
+	for _, p := range probs {
+		text = append(text, p.String())
+	}
+	all := strings.Join(text, "\n")
+	for _, want := range []string{"stray: backing entry has no database record", "file has mode -rw-r--r--, want -r--r--r--"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("check output lacks %q:\n%s", want, all)
+		}
+	}
+}
+
+func TestLockExcludes(t *testing.T) {
+	s := testStore(t)
+	p, _ := storepath.ParseBase("sy1pf09am17617zf6qgqfdwjx6axhsb9-u.txt")
+	ctx := context.Background()
+	var mu sync.Mutex
+	inside, max := 0, 0
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				l, err := s.Lock(ctx, p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				inside++
+				if inside > max {
+					max = inside
+				}
+				mu.Unlock()
+				time.Sleep(100 * time.Microsecond)
+				mu.Lock()
+				inside--
+				mu.Unlock()
+				l.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if max != 1 {
+		t.Errorf("%d holders at once", max)
+	}
+}
