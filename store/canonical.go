@@ -19,7 +19,8 @@ const (
 )
 
 // Canonicalise puts a tree in canonical form: owned by the current user
-// (root in production), regular files 0444 or 0555 (any execute bit set),
+// (root in production), regular files 0444, or 0555 when the owner may
+// execute them (the bit a NAR records),
 // directories 0555, no setuid, setgid or sticky bits, every mtime 1.
 // Anything but regular files, directories and symlinks is refused.
 func Canonicalise(root string) error {
@@ -60,7 +61,7 @@ func Canonicalise(root string) error {
 			}
 		case unix.S_IFREG:
 			want := uint32(canonicalFile)
-			if perm&0o111 != 0 {
+			if perm&0o100 != 0 {
 				want = canonicalExec
 			}
 			if perm != want {
@@ -97,7 +98,7 @@ func checkCanonical(root string) error {
 			want = os.ModeDir | canonicalDir
 		case mode.IsRegular():
 			want = canonicalFile
-			if mode&0o111 != 0 {
+			if mode&0o100 != 0 {
 				want = canonicalExec
 			}
 		case mode&os.ModeSymlink != 0:

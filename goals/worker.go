@@ -1,0 +1,254 @@
+package goals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"storefs/store"
+	"storefs/store/storepath"
+)
+
+// Options tune a Worker.
+type Options struct {
+	MaxJobs             int           // build slots; 0 means the number of cores
+	MaxSubstitutionJobs int           // 0 means 16
+	Cores               int           // NIX_BUILD_CORES; 0 means the number of cores
+	KeepGoing           bool          // build what can be built; otherwise stop at the first failure
+	FailureTTL          time.Duration // how long a failure is remembered; 0 means 10 minutes, <0 never
+	Timeout             time.Duration // per build; 0: none
+	MaxSilent           time.Duration // per build; 0: none
+	Observer            Observer      // progress; may be nil
+}
+
+// Observer hears about goals as they run. Calls may come from many
+// goroutines at once.
+type Observer interface {
+	Event(Event)
+}
+
+// EventKind says what happened.
+type EventKind int
+
+// The events.
+const (
+	BuildStarted EventKind = iota
+	BuildFinished
+	BuildFailed
+	SubstitutionStarted
+	SubstitutionFinished
+	SubstitutionFailed
+)
+
+// Event is one step of a goal.
+type Event struct {
+	Kind EventKind
+	Path storepath.Path // the .drv of a build, the path of a substitution
+	Err  error          // for failures
+}
+
+// Worker runs goals. It is safe for concurrent use; the mount and the
+// command line call the same Realise.
+type Worker struct {
+	store   *store.Store
+	builder Builder
+	subst   Substituter // nil: no substitution
+	opts    Options
+
+	buildSlots chan struct{}
+	substSlots chan struct{}
+
+	mu    sync.Mutex       // guards goals
+	goals map[string]*goal // "drv:<base>" or "sub:<base>" -> the running goal
+}
+
+// New makes a Worker over s. subst may be nil.
+func New(s *store.Store, b Builder, subst Substituter, opts Options) *Worker {
+	if opts.MaxJobs <= 0 {
+		opts.MaxJobs = runtime.NumCPU()
+	}
+	if opts.MaxSubstitutionJobs <= 0 {
+		opts.MaxSubstitutionJobs = 16
+	}
+	if opts.Cores <= 0 {
+		opts.Cores = runtime.NumCPU()
+	}
+	if opts.FailureTTL == 0 {
+		opts.FailureTTL = 10 * time.Minute
+	}
+	return &Worker{
+		store: s, builder: b, subst: subst, opts: opts,
+		buildSlots: make(chan struct{}, opts.MaxJobs),
+		substSlots: make(chan struct{}, opts.MaxSubstitutionJobs),
+		goals:      map[string]*goal{},
+	}
+}
+
+// Store is the store the worker realises into.
+func (w *Worker) Store() *store.Store { return w.store }
+
+func (w *Worker) event(e Event) {
+	if w.opts.Observer != nil {
+		w.opts.Observer.Event(e)
+	}
+}
+
+// goal is one running goal: its result, and who still wants it.
+type goal struct {
+	done    chan struct{} // closed when the goal has finished
+	outputs map[string]storepath.Path
+	err     error
+
+	refs   int // requesters still waiting; guarded by Worker.mu
+	cancel context.CancelFunc
+}
+
+// want runs the goal named key (starting it with run unless it is running)
+// and waits for its result or for ctx to end.
+func (w *Worker) want(ctx context.Context, key string, run func(ctx context.Context) (map[string]storepath.Path, error)) (map[string]storepath.Path, error) {
+	w.mu.Lock()
+	g := w.goals[key]
+	if g == nil {
+		gctx, cancel := context.WithCancel(context.Background())
+		g = &goal{done: make(chan struct{}), cancel: cancel}
+		w.goals[key] = g
+		go func() {
+			outs, err := run(gctx)
+			w.mu.Lock()
+			g.outputs, g.err = outs, err
+			if w.goals[key] == g {
+				delete(w.goals, key)
+			}
+			w.mu.Unlock()
+			cancel()
+			close(g.done)
+		}()
+	}
+	g.refs++
+	w.mu.Unlock()
+
+	select {
+	case <-g.done:
+		w.release(key, g)
+		return g.outputs, g.err
+	case <-ctx.Done():
+		w.release(key, g)
+		return nil, ctx.Err()
+	}
+}
+
+// release drops one requester; the last one out cancels the goal and takes
+// it out of the map, so a later request starts a fresh goal.
+func (w *Worker) release(key string, g *goal) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g.refs--
+	if g.refs == 0 {
+		if w.goals[key] == g {
+			delete(w.goals, key)
+		}
+		g.cancel()
+	}
+}
+
+// Running returns the keys of the goals running now, for status reports.
+func (w *Worker) Running() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.goals))
+	for k := range w.goals {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Realise makes p valid: at once if it is; by building the derivation that
+// produces it, if the store knows one (substituting its outputs first); by
+// substitution otherwise. It returns an error wrapping ErrUnknownPath when
+// none of these can be tried.
+func (w *Worker) Realise(ctx context.Context, p storepath.Path) error {
+	if ok, err := w.store.IsValid(p); err != nil || ok {
+		return err
+	}
+	derivers, err := w.store.Derivers(p)
+	if err != nil {
+		return err
+	}
+	if len(derivers) > 0 {
+		var errs []error
+		for _, d := range derivers {
+			_, err := w.BuildDerivation(ctx, d.Drv)
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	}
+	if w.subst == nil {
+		return fmt.Errorf("%s: %w", w.store.Print(p), ErrUnknownPath)
+	}
+	err = w.substitute(ctx, p)
+	if errors.Is(err, ErrNoSubstitute) {
+		return fmt.Errorf("%s: %w", w.store.Print(p), ErrUnknownPath)
+	}
+	return err
+}
+
+// BuildDerivation makes every output of the derivation at drv valid and
+// returns them by output id.
+func (w *Worker) BuildDerivation(ctx context.Context, drv storepath.Path) (map[string]storepath.Path, error) {
+	return w.want(ctx, "drv:"+drv.Base(), func(ctx context.Context) (map[string]storepath.Path, error) {
+		g := &derivationGoal{w: w, drvPath: drv}
+		return g.init(ctx)
+	})
+}
+
+// substitute runs the substitution goal of p.
+func (w *Worker) substitute(ctx context.Context, p storepath.Path) error {
+	_, err := w.want(ctx, "sub:"+p.Base(), func(ctx context.Context) (map[string]storepath.Path, error) {
+		return nil, w.runSubstitutionGoal(ctx, p)
+	})
+	return err
+}
+
+// acquire takes a slot from sem, or gives up when ctx ends.
+func acquire(ctx context.Context, sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitAll runs fn for each item concurrently. Without keepGoing it returns
+// at the first failure, cancelling the others (they stop unless someone
+// else wants them); with it, it waits for all and returns every failure.
+func waitAll[T any](ctx context.Context, keepGoing bool, items []T, fn func(context.Context, T) error) []error {
+	if len(items) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(items))
+	for _, it := range items {
+		go func() { errc <- fn(ctx, it) }()
+	}
+	var errs []error
+	for range items {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+			if !keepGoing {
+				return errs
+			}
+		}
+	}
+	return errs
+}

@@ -1,0 +1,405 @@
+package goals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"storefs/store"
+	"storefs/store/derivation"
+	"storefs/store/nar"
+	"storefs/store/nixhash"
+	"storefs/store/storepath"
+)
+
+// fakeBuilder writes each output as a file holding the derivation's name
+// and registers it; it fails derivations whose env has fail=1 and blocks
+// those with block=1 until their context ends. It records how many builds
+// ran at once and how often each derivation was built.
+type fakeBuilder struct {
+	s *store.Store
+
+	mu      sync.Mutex
+	running int
+	maxRun  int
+	builds  map[storepath.Path]int
+	delay   time.Duration
+	started chan storepath.Path // if non-nil, told of each build start
+}
+
+func (b *fakeBuilder) Build(ctx context.Context, drv storepath.Path, d *derivation.Derivation, opts BuildOptions) error {
+	b.mu.Lock()
+	b.running++
+	b.maxRun = max(b.maxRun, b.running)
+	b.mu.Unlock()
+	// builds counts builds that ran to an end, not cancelled ones.
+	defer func() {
+		b.mu.Lock()
+		b.running--
+		if ctx.Err() == nil {
+			b.builds[drv]++
+		}
+		b.mu.Unlock()
+	}()
+	if b.started != nil {
+		b.started <- drv
+	}
+	if d.Env["block"] == "1" {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	select {
+	case <-time.After(b.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if d.Env["fail"] == "1" {
+		return &BuildError{Drv: b.s.Print(drv), Status: StatusBuildFailed, Message: "builder exited with code 1", LogTail: []string{"boom"}}
+	}
+	var regs []store.Registration
+	for id, o := range d.Outputs {
+		tmp, err := b.s.NewTemp()
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		f := filepath.Join(tmp, "out")
+		if err := os.WriteFile(f, []byte(d.Name()+" "+id), 0o444); err != nil {
+			return err
+		}
+		h := nixhash.SHA256.New()
+		cw := &counter{w: h}
+		if err := nar.Dump(cw, f); err != nil {
+			return err
+		}
+		regs = append(regs, store.Registration{
+			Info:     store.PathInfo{Path: o.Path, NarHash: nixhash.FromHasher(nixhash.SHA256, h), NarSize: cw.n, Deriver: drv},
+			Contents: f,
+		})
+	}
+	return b.s.Register(regs...)
+}
+
+type counter struct {
+	w interface{ Write([]byte) (int, error) }
+	n uint64
+}
+
+func (c *counter) Write(p []byte) (int, error) { c.n += uint64(len(p)); return c.w.Write(p) }
+
+type testEnv struct {
+	s *store.Store
+	b *fakeBuilder
+}
+
+func newEnv(t *testing.T) *testEnv {
+	t.Helper()
+	s, err := store.Open("/store", t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		probs, err := s.Check(store.CheckOptions{Contents: true})
+		if err != nil {
+			t.Error(err)
+		}
+		for _, p := range probs {
+			t.Errorf("check: %s", p)
+		}
+		s.Close()
+	})
+	return &testEnv{s: s, b: &fakeBuilder{s: s, builds: map[storepath.Path]int{}}}
+}
+
+// drv adds a derivation named name with the given inputs and extra env.
+func (e *testEnv) drv(t *testing.T, name string, inputs []storepath.Path, env map[string]string) storepath.Path {
+	t.Helper()
+	d := &derivation.Derivation{
+		Outputs:   map[string]derivation.Output{"out": {}},
+		InputDrvs: map[storepath.Path][]string{},
+		System:    "x86_64-linux",
+		Builder:   "/fake",
+		Env:       map[string]string{"name": name, "out": ""},
+	}
+	for _, in := range inputs {
+		d.InputDrvs[in] = []string{"out"}
+	}
+	for k, v := range env {
+		d.Env[k] = v
+	}
+	info, err := e.s.AddDerivation(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Path
+}
+
+func (e *testEnv) worker(opts Options) *Worker {
+	return New(e.s, e.b, nil, opts)
+}
+
+func (e *testEnv) output(t *testing.T, drv storepath.Path) storepath.Path {
+	t.Helper()
+	outs, err := e.s.DerivationOutputs(drv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outs["out"]
+}
+
+func TestOneBuildForManyRequests(t *testing.T) {
+	e := newEnv(t)
+	e.b.delay = 50 * time.Millisecond
+	a := e.drv(t, "a", nil, nil)
+	w := e.worker(Options{MaxJobs: 4})
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Half ask for the output path, half for the derivation.
+			var err error
+			if i%2 == 0 {
+				err = w.Realise(context.Background(), e.output(t, a))
+			} else {
+				_, err = w.BuildDerivation(context.Background(), a)
+			}
+			if err != nil {
+				t.Error(err)
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := e.b.builds[a]; n != 1 {
+		t.Errorf("built %d times, want 1", n)
+	}
+}
+
+func TestFailurePolicy(t *testing.T) {
+	e := newEnv(t)
+	bad := e.drv(t, "bad", nil, map[string]string{"fail": "1"})
+	good := e.drv(t, "good", nil, nil)
+	top := e.drv(t, "top", []storepath.Path{bad, good}, nil)
+	w := e.worker(Options{MaxJobs: 2, FailureTTL: time.Hour})
+	_, err := w.BuildDerivation(context.Background(), top)
+	var de *DependencyError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "dependency "+e.s.Print(bad)+" failed") || !strings.Contains(err.Error(), "> boom") {
+		t.Fatalf("err = %v, want a dependency error naming %s with the log", err, bad)
+	}
+	if code := ExitStatus(err); code != 100 {
+		t.Errorf("exit status %d, want 100", code)
+	}
+	// Remembered: the second request fails fast without building.
+	_, err = w.BuildDerivation(context.Background(), bad)
+	var be *BuildError
+	if !errors.As(err, &be) || !be.Cached || e.b.builds[bad] != 1 {
+		t.Fatalf("second request: %v (built %d times)", err, e.b.builds[bad])
+	}
+	if err := e.s.ClearFailures(); err != nil {
+		t.Fatal(err)
+	}
+	w.BuildDerivation(context.Background(), bad)
+	if e.b.builds[bad] != 2 {
+		t.Errorf("after ClearFailures built %d times, want 2", e.b.builds[bad])
+	}
+	// An expired failure is retried.
+	w2 := e.worker(Options{FailureTTL: time.Nanosecond})
+	w2.BuildDerivation(context.Background(), bad)
+	if e.b.builds[bad] != 3 {
+		t.Errorf("after expiry built %d times, want 3", e.b.builds[bad])
+	}
+}
+
+func TestKeepGoing(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(strconv.FormatBool(keep), func(t *testing.T) {
+			e := newEnv(t)
+			e.b.delay = 20 * time.Millisecond
+			bad := e.drv(t, "bad", nil, map[string]string{"fail": "1"})
+			// slow comes after bad in a chain, so without keep-going it is
+			// cancelled before it builds.
+			var chain []storepath.Path
+			prev := e.drv(t, "c0", nil, nil)
+			for i := 1; i < 5; i++ {
+				prev = e.drv(t, fmt.Sprintf("c%d", i), []storepath.Path{prev}, nil)
+			}
+			chain = append(chain, prev)
+			top := e.drv(t, "top", append(chain, bad), nil)
+			w := e.worker(Options{MaxJobs: 1, KeepGoing: keep})
+			_, err := w.BuildDerivation(context.Background(), top)
+			if err == nil {
+				t.Fatal("top built despite a failed input")
+			}
+			ok, _ := e.s.IsValid(e.output(t, prev))
+			if ok != keep {
+				t.Errorf("keep-going=%v: the independent chain valid=%v", keep, ok)
+			}
+		})
+	}
+}
+
+func TestCancellation(t *testing.T) {
+	e := newEnv(t)
+	e.b.started = make(chan storepath.Path, 10)
+	slow := e.drv(t, "slow", nil, map[string]string{"block": "1"})
+	w := e.worker(Options{})
+
+	// Two requesters: the first leaving does not stop the goal.
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	go func() { _, err := w.BuildDerivation(ctx1, slow); errs <- err }()
+	<-e.b.started
+	go func() { _, err := w.BuildDerivation(ctx2, slow); errs <- err }()
+	time.Sleep(20 * time.Millisecond)
+	cancel1()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first requester: %v", err)
+	}
+	if n := len(w.Running()); n != 1 {
+		t.Fatalf("%d goals running after one of two requesters left, want 1", n)
+	}
+	cancel2()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("second requester: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		e.b.mu.Lock()
+		running := e.b.running
+		e.b.mu.Unlock()
+		if running == 0 && len(w.Running()) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("builder still running after every requester left")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestModel builds random DAGs with random failures and random
+// cancellations and checks the engine's invariants after each run.
+func TestModel(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("STOREFS_MODEL_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	t.Logf("seed %d (STOREFS_MODEL_SEED=%d reruns it)", seed, seed)
+	rng := rand.New(rand.NewSource(seed))
+	for run := 0; run < 8; run++ {
+		e := newEnv(t)
+		n := 10 + rng.Intn(40)
+		maxJobs := 1 + rng.Intn(4)
+		keep := rng.Intn(2) == 0
+		var nodes []storepath.Path
+		fails := map[storepath.Path]bool{}
+		inputs := map[storepath.Path][]storepath.Path{}
+		for i := 0; i < n; i++ {
+			var ins []storepath.Path
+			for j := 0; j < len(nodes) && len(ins) < 3; j++ {
+				if rng.Intn(4) == 0 {
+					ins = append(ins, nodes[rng.Intn(len(nodes))])
+				}
+			}
+			env := map[string]string{}
+			if rng.Intn(12) == 0 {
+				env["fail"] = "1"
+			}
+			p := e.drv(t, fmt.Sprintf("n%d", i), dedup(ins), env)
+			fails[p] = env["fail"] == "1"
+			inputs[p] = dedup(ins)
+			nodes = append(nodes, p)
+		}
+		e.b.delay = time.Duration(rng.Intn(3)) * time.Millisecond
+		w := e.worker(Options{MaxJobs: maxJobs, KeepGoing: keep, FailureTTL: time.Hour})
+		var wg sync.WaitGroup
+		results := make([]error, len(nodes))
+		requested := make([]bool, len(nodes))
+		for i, p := range nodes {
+			if rng.Intn(3) != 0 {
+				continue
+			}
+			requested[i] = true
+			ctx, cancel := context.WithCancel(context.Background())
+			if rng.Intn(5) == 0 {
+				time.AfterFunc(time.Duration(rng.Intn(5))*time.Millisecond, cancel)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer cancel()
+				_, results[i] = w.BuildDerivation(ctx, p)
+			}()
+		}
+		wg.Wait()
+		// Wait for cancelled goals to wind down.
+		for deadline := time.Now().Add(5 * time.Second); len(w.Running()) > 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("seed %d run %d: goals still running: %v", seed, run, w.Running())
+			}
+		}
+		if e.b.maxRun > maxJobs {
+			t.Errorf("seed %d run %d: %d builders at once, max-jobs %d", seed, run, e.b.maxRun, maxJobs)
+		}
+		broken := map[storepath.Path]bool{} // fails itself or through an input
+		for _, p := range nodes {
+			broken[p] = fails[p]
+			for _, in := range inputs[p] {
+				broken[p] = broken[p] || broken[in]
+			}
+		}
+		for i, p := range nodes {
+			if e.b.builds[p] > 1 {
+				t.Errorf("seed %d run %d: %s built %d times", seed, run, p, e.b.builds[p])
+			}
+			valid, _ := e.s.IsValid(e.output(t, p))
+			if valid && broken[p] {
+				t.Errorf("seed %d run %d: %s valid though it or an input fails", seed, run, p)
+			}
+			if valid {
+				for _, in := range inputs[p] {
+					if ok, _ := e.s.IsValid(e.output(t, in)); !ok {
+						t.Errorf("seed %d run %d: %s valid but its input %s is not", seed, run, p, in)
+					}
+				}
+			}
+			if !requested[i] {
+				continue
+			}
+			err := results[i]
+			if errors.Is(err, context.Canceled) {
+				continue // another requester may still have seen it through
+			}
+			if (err == nil) != valid {
+				t.Errorf("seed %d run %d: request of %s returned %v but valid=%v", seed, run, p, err, valid)
+			}
+			if err != nil && !broken[p] {
+				t.Errorf("seed %d run %d: %s failed though nothing it needs fails: %v", seed, run, p, err)
+			}
+		}
+	}
+}
+
+func dedup(ps []storepath.Path) []storepath.Path {
+	seen := map[storepath.Path]bool{}
+	var out []storepath.Path
+	for _, p := range ps {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
