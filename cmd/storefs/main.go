@@ -17,6 +17,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"storefs/sandbox"
 	"storefs/store/storepath"
 )
 
@@ -32,7 +33,11 @@ const description = `storefs serves a Nix-style store through FUSE and realises 
 Exit codes:
   0    success
   1    failure (the error is printed as one line)
-  2    bad usage (unknown command or flag, bad flag value)`
+  2    bad usage (unknown command or flag, bad flag value)
+  100  a build failed (realise)
+  101  a build timed out
+  102  a fixed-output derivation's hash did not match
+       (bits combine as in Nix: 103 is a timeout and a hash mismatch)`
 
 // Globals are the flags every command takes.
 type Globals struct {
@@ -72,11 +77,19 @@ type CLI struct {
 	GC       gcCmd       `cmd:"" name:"gc" help:"Delete the valid paths that no root reaches, oldest first."`
 	Delete   deleteCmd   `cmd:"" help:"Delete valid paths that nothing refers to."`
 	AddRoot  addRootCmd  `cmd:"" name:"add-root" help:"Make store paths garbage collector roots."`
+	Mount    mountCmd    `cmd:"" help:"Serve the store dir through FUSE, realising paths on first access, until unmounted."`
+	Umount   umountCmd   `cmd:"" help:"Unmount the store dir."`
+	Status   statusCmd   `cmd:"" help:"Show what the mount's daemon is doing and recent failures."`
+	Realise  realiseCmd  `cmd:"" help:"Build or substitute paths and print the outputs (as nix-store --realise)."`
+	Log      logCmd      `cmd:"" help:"Print the build log of a derivation or of the derivation of a path."`
 	Import   importCmd   `cmd:"" help:"Add the paths of a nix-store --export stream read from stdin."`
 	Export   exportCmd   `cmd:"" help:"Write paths as a nix-store --export stream to stdout."`
 }
 
 func main() {
+	// A builder's sandbox starts as this binary re-executed; it never
+	// returns from here.
+	sandbox.MaybeRunInit()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], stdio{os.Stdin, os.Stdout, os.Stderr})
 	stop()

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"storefs/fusefs"
+	"storefs/goals"
+	"storefs/store"
+	"storefs/store/storepath"
+)
+
+// The daemon socket: HTTP with JSON bodies on a Unix socket in the state
+// dir, so that `storefs realise` and `storefs status` use the mount's one
+// worker (one goal per path, one set of build slots).
+//
+//	GET  /status            -> statusReply
+//	POST /realise           realiseRequest -> []realiseResult, and the exit code in X-Exit-Code
+
+// daemonStatus tracks what the daemon is doing, for `storefs status`, and
+// keeps the recent failures in <state>/status.json as well.
+type daemonStatus struct {
+	s    *store.Store
+	file string
+
+	mu       sync.Mutex // guards below
+	building map[string]time.Time
+	failures []failureReport
+	done     int
+}
+
+type failureReport struct {
+	Path    string    `json:"path"`
+	Time    time.Time `json:"time"`
+	Message string    `json:"message"`
+}
+
+type statusReply struct {
+	Running   []string        `json:"running"`  // builds and substitutions under way, with their start
+	Goals     []string        `json:"goals"`    // every goal, running or waiting
+	Finished  int             `json:"finished"` // builds and substitutions done since the mount
+	Failures  []failureReport `json:"failures"` // the most recent first
+	StoreDir  string          `json:"storeDir"`
+	StateDir  string          `json:"stateDir"`
+	StartedAt time.Time       `json:"startedAt"`
+}
+
+const maxFailureReports = 50
+
+func newDaemonStatus(s *store.Store) *daemonStatus {
+	return &daemonStatus{s: s, file: filepath.Join(s.State, "status.json"), building: map[string]time.Time{}}
+}
+
+func (d *daemonStatus) Event(e goals.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	name := d.s.Print(e.Path)
+	switch e.Kind {
+	case goals.BuildStarted, goals.SubstitutionStarted:
+		d.building[name] = time.Now()
+	default:
+		delete(d.building, name)
+		d.done++
+	}
+}
+
+// failed records a failed realisation of a lookup.
+func (d *daemonStatus) failed(p storepath.Path, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.failures = append([]failureReport{{Path: d.s.Print(p), Time: time.Now(), Message: err.Error()}}, d.failures...)
+	if len(d.failures) > maxFailureReports {
+		d.failures = d.failures[:maxFailureReports]
+	}
+	data, _ := json.MarshalIndent(d.failures, "", "  ")
+	tmp := d.file + ".tmp"
+	if os.WriteFile(tmp, data, 0o644) == nil {
+		os.Rename(tmp, d.file)
+	}
+}
+
+func (d *daemonStatus) reply(w *goals.Worker, started time.Time) statusReply {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := statusReply{Finished: d.done, Failures: append([]failureReport{}, d.failures...), Goals: w.Running(),
+		StoreDir: string(d.s.Dir), StateDir: d.s.State, StartedAt: started, Running: []string{}}
+	for name, t := range d.building {
+		r.Running = append(r.Running, fmt.Sprintf("%s (%s)", name, time.Since(t).Round(time.Second)))
+	}
+	sort.Strings(r.Running)
+	sort.Strings(r.Goals)
+	return r
+}
+
+// realiseRequest asks the daemon to realise paths (as realiseCmd's args).
+type realiseRequest struct {
+	Paths       []string `json:"paths"`
+	KeepGoing   bool     `json:"keepGoing"`
+	RetryFailed bool     `json:"retryFailed"`
+}
+
+// serveDaemon listens on the socket; closing the listener stops it.
+func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fusefs.FS, logger *log.Logger) (net.Listener, error) {
+	path := socketPath(s.State)
+	os.Remove(path) // the socket of a daemon that died
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("daemon socket: %w", err)
+	}
+	os.Chmod(path, 0o600)
+	started := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(rw http.ResponseWriter, r *http.Request) {
+		writeJSON(rw, status.reply(w, started))
+	})
+	mux.HandleFunc("POST /realise", func(rw http.ResponseWriter, r *http.Request) {
+		var req realiseRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(rw, "bad request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if req.RetryFailed {
+			if err := s.ClearFailures(); err != nil {
+				http.Error(rw, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
+		rc := &realiseCmd{Paths: req.Paths, KeepGoing: req.KeepGoing}
+		targets, err := rc.parseTargets(r.Context(), s)
+		if err != nil {
+			rw.Header().Set("X-Exit-Code", "1")
+			writeJSON(rw, []realiseResult{{Error: err.Error()}})
+			return
+		}
+		fsys.ForgetNegative()
+		results, errs := realiseTargets(r.Context(), w, targets, req.KeepGoing)
+		code := 0
+		if err := combineRealiseErrors(errs); err != nil {
+			code = exitFailure
+			var ec interface{ ExitCode() int }
+			if errors.As(err, &ec) {
+				code = ec.ExitCode()
+			}
+		}
+		rw.Header().Set("X-Exit-Code", fmt.Sprint(code))
+		writeJSON(rw, results)
+	})
+	srv := &http.Server{Handler: mux, ErrorLog: logger}
+	go srv.Serve(l)
+	return l, nil
+}
+
+func writeJSON(rw http.ResponseWriter, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(rw)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// daemonClient talks to a running daemon, or is nil when none runs.
+func daemonClient(stateDir string) *http.Client {
+	path := socketPath(stateDir)
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil
+	}
+	conn.Close()
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+}

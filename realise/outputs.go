@@ -1,0 +1,206 @@
+package realise
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"storefs/goals"
+	"storefs/store"
+	"storefs/store/derivation"
+	"storefs/store/nar"
+	"storefs/store/nixhash"
+	"storefs/store/storepath"
+)
+
+// checkOutputs checks what the builder left at outputs (id -> host path)
+// and returns the registrations of every output.
+func (b *Builder) checkOutputs(drv storepath.Path, d *derivation.Derivation, outputs map[string]string, closure []storepath.Path) ([]store.Registration, error) {
+	s := b.Store
+	drvName := s.Print(drv)
+	candidates := append([]storepath.Path(nil), closure...)
+	for _, o := range d.Outputs {
+		candidates = append(candidates, o.Path)
+	}
+	regs := make([]store.Registration, 0, len(outputs))
+	for _, id := range d.OutputIDs() {
+		o := d.Outputs[id]
+		host := outputs[id]
+		if _, err := os.Lstat(host); err != nil {
+			return nil, &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed,
+				Message: fmt.Sprintf("builder failed to produce output %q at %s", id, s.Print(o.Path))}
+		}
+		narHash, narSize, refs, err := scanOutput(host, candidates)
+		if err != nil {
+			return nil, fmt.Errorf("building %s: output %q: %w", drvName, id, err)
+		}
+		info := store.PathInfo{Path: o.Path, NarHash: narHash, NarSize: narSize, References: refs, Deriver: drv}
+		if o.IsFixed() {
+			if err := checkFixed(drvName, o, host, narHash); err != nil {
+				return nil, err
+			}
+			info.CA = storepath.ContentAddress{Recursive: o.Recursive, Hash: o.Hash}
+		}
+		regs = append(regs, store.Registration{Info: info, Contents: host})
+	}
+	if err := b.checkReferenceRules(drvName, d, regs); err != nil {
+		return nil, err
+	}
+	return regs, nil
+}
+
+// scanOutput computes an output's NAR hash and size and finds which
+// candidates it refers to, in one pass over its NAR.
+func scanOutput(p string, candidates []storepath.Path) (nixhash.Hash, uint64, []storepath.Path, error) {
+	h := nixhash.SHA256.New()
+	scan := newRefScanner(candidates)
+	cw := &countingWriter{}
+	if err := nar.Dump(io.MultiWriter(h, scan, cw), p); err != nil {
+		return nixhash.Hash{}, 0, nil, err
+	}
+	return nixhash.FromHasher(nixhash.SHA256, h), cw.n, scan.Found(), nil
+}
+
+type countingWriter struct{ n uint64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n += uint64(len(p)); return len(p), nil }
+
+// checkFixed compares a fixed output with its declared hash.
+func checkFixed(drvName string, o derivation.Output, host string, narHash nixhash.Hash) error {
+	var got nixhash.Hash
+	switch {
+	case o.Recursive && o.Hash.Algo == nixhash.SHA256:
+		got = narHash
+	case o.Recursive:
+		h := o.Hash.Algo.New()
+		if err := nar.Dump(h, host); err != nil {
+			return err
+		}
+		got = nixhash.FromHasher(o.Hash.Algo, h)
+	default:
+		st, err := os.Lstat(host)
+		if err != nil {
+			return err
+		}
+		if !st.Mode().IsRegular() {
+			return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed,
+				Message: "output of a flat fixed-output derivation is not a regular file"}
+		}
+		f, err := os.Open(host)
+		if err != nil {
+			return err
+		}
+		h := o.Hash.Algo.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		got = nixhash.FromHasher(o.Hash.Algo, h)
+	}
+	if got != o.Hash {
+		return &goals.BuildError{Drv: drvName, Status: goals.StatusHashMismatch,
+			Message: fmt.Sprintf("hash mismatch in fixed-output derivation: specified: %s (%s), got: %s (%s)",
+				o.Hash.SRI(), o.Hash, got.SRI(), got)}
+	}
+	return nil
+}
+
+// checkReferenceRules enforces allowedReferences, allowedRequisites,
+// disallowedReferences and disallowedRequisites. Their values name store
+// paths or output ids of this derivation.
+func (b *Builder) checkReferenceRules(drvName string, d *derivation.Derivation, regs []store.Registration) error {
+	s := b.Store
+	byPath := map[storepath.Path]*store.PathInfo{}
+	for i := range regs {
+		byPath[regs[i].Info.Path] = &regs[i].Info
+	}
+	resolve := func(spec string) (map[storepath.Path]bool, error) {
+		set := map[storepath.Path]bool{}
+		for _, w := range strings.Fields(spec) {
+			if o, ok := d.Outputs[w]; ok {
+				set[o.Path] = true
+				continue
+			}
+			p, err := s.Dir.Parse(w)
+			if err != nil {
+				return nil, fmt.Errorf("reference rule names %q, neither an output nor a store path", w)
+			}
+			set[p] = true
+		}
+		return set, nil
+	}
+	requisites := func(info *store.PathInfo) ([]storepath.Path, error) {
+		seen := map[storepath.Path]bool{}
+		var valid []storepath.Path
+		todo := []storepath.Path{info.Path}
+		for len(todo) > 0 {
+			p := todo[len(todo)-1]
+			todo = todo[:len(todo)-1]
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			if out, ok := byPath[p]; ok {
+				todo = append(todo, out.References...)
+			} else {
+				valid = append(valid, p)
+			}
+		}
+		closure, err := s.Requisites(valid)
+		for _, p := range closure {
+			seen[p] = true
+		}
+		out := make([]storepath.Path, 0, len(seen))
+		for p := range seen {
+			out = append(out, p)
+		}
+		storepath.Sort(out)
+		return out, err
+	}
+	for i := range regs {
+		info := &regs[i].Info
+		for _, rule := range []struct {
+			key      string
+			allowed  bool
+			closured bool
+		}{
+			{"allowedReferences", true, false}, {"allowedRequisites", true, true},
+			{"disallowedReferences", false, false}, {"disallowedRequisites", false, true},
+		} {
+			spec, ok := d.Env[rule.key]
+			if !ok {
+				continue
+			}
+			set, err := resolve(spec)
+			if err != nil {
+				return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed, Message: err.Error()}
+			}
+			paths := info.References
+			if rule.closured {
+				if paths, err = requisites(info); err != nil {
+					return err
+				}
+			}
+			var bad []string
+			for _, p := range paths {
+				if p == info.Path && rule.closured {
+					continue
+				}
+				if set[p] != rule.allowed {
+					bad = append(bad, s.Print(p))
+				}
+			}
+			if len(bad) > 0 {
+				verb := "refer to"
+				if rule.closured {
+					verb = "depend on"
+				}
+				return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed,
+					Message: fmt.Sprintf("output %s is not allowed to %s (%s): %s", s.Print(info.Path), verb, rule.key, strings.Join(bad, " "))}
+			}
+		}
+	}
+	return nil
+}
