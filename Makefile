@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin
 FUZZTIME ?= 10s
 BIN := bin/storefs
 
-.PHONY: all build deps test bench fuzz demo clean
+.PHONY: all build deps test bench fuzz demo install clean
 
 all: build
 
@@ -31,6 +31,12 @@ fuzz:
 
 demo: deps build
 	@./scripts/demo.sh $(BIN)
+
+# The binary, the mount(8) helper for /etc/fstab and the systemd unit.
+install: build
+	install -m 0755 $(BIN) /usr/local/bin/storefs
+	install -m 0755 dist/mount.storefs /sbin/mount.storefs
+	install -m 0644 dist/storefs.service /etc/systemd/system/storefs.service
 
 clean:
 	rm -rf bin

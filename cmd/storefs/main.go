@@ -30,6 +30,11 @@ const (
 
 const description = `storefs serves a Nix-style store through FUSE and realises paths on first access.
 
+Settings (store-dir, state-dir, substituters, trusted-public-keys, max-jobs,
+cores, max-silent-time, timeout, failure-ttl, negative-ttl) come from flags,
+then STOREFS_<NAME> variables, then /etc/storefs/storefs.conf (STOREFS_CONFIG
+names another file), as "name = value" lines; "storefs config show" lists them.
+
 Exit codes:
   0    success
   1    failure (the error is printed as one line)
@@ -41,8 +46,8 @@ Exit codes:
 
 // Globals are the flags every command takes.
 type Globals struct {
-	StoreDir string `name:"store-dir" default:"/store" env:"STOREFS_STORE_DIR" placeholder:"DIR" help:"The store directory: the logical name in every path and hash, and the mount point (${default})."`
-	StateDir string `name:"state-dir" default:"/var/lib/storefs" env:"STOREFS_STATE_DIR" placeholder:"DIR" help:"Where storefs keeps its database, the contents of valid paths, logs and the daemon socket (${default})."`
+	StoreDir string `name:"store-dir" default:"/store" placeholder:"DIR" help:"The store directory: the logical name in every path and hash, and the mount point (${default}; STOREFS_STORE_DIR)."`
+	StateDir string `name:"state-dir" default:"/var/lib/storefs" placeholder:"DIR" help:"Where storefs keeps its database, the contents of valid paths, logs and the daemon socket (${default}; STOREFS_STATE_DIR)."`
 }
 
 // storeDir returns the checked store dir.
@@ -69,6 +74,7 @@ type CLI struct {
 	Derivation derivationCmd `cmd:"" help:"Inspect derivations."`
 	Key        keyCmd        `cmd:"" help:"Manage binary cache signing keys."`
 
+	Config   configCmd   `cmd:"" help:"Show the configuration (flags, STOREFS_* variables, /etc/storefs/storefs.conf)."`
 	Add      addCmd      `cmd:"" help:"Add files or trees to the store (as nix-store --add)."`
 	AddFixed addFixedCmd `cmd:"" name:"add-fixed" help:"Add files to the store as fixed outputs (as nix-store --add-fixed)."`
 	Query    queryCmd    `cmd:"" help:"Query valid paths (as nix-store --query)."`
@@ -99,27 +105,9 @@ func main() {
 // run parses args, runs the command and returns the exit code.
 func run(ctx context.Context, args []string, io stdio) int {
 	var cli CLI
-	exited := -1
-	parser, err := kong.New(&cli,
-		kong.Name("storefs"),
-		kong.Description(description),
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Writers(io.out, io.err),
-		kong.Exit(func(code int) { exited = code }),
-		kong.BindTo(ctx, (*context.Context)(nil)),
-		kong.Bind(io),
-	)
-	if err != nil {
-		fmt.Fprintf(io.err, "storefs: %v\n", err)
-		return exitFailure
-	}
-	kctx, err := parser.Parse(args)
-	if exited >= 0 {
-		return exited // --help
-	}
-	if err != nil {
-		fmt.Fprintf(io.err, "storefs: %v\n", err)
-		return exitUsage
+	kctx, code := parse(ctx, &cli, args, io)
+	if kctx == nil {
+		return code
 	}
 	if err := kctx.Run(&cli.Globals); err != nil {
 		fmt.Fprintf(io.err, "storefs: %v\n", err)
@@ -130,4 +118,39 @@ func run(ctx context.Context, args []string, io stdio) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// parse reads the config and the command line into cli. It returns the
+// command to run, or nil and the exit code when there is nothing to run
+// (--help, or an error it has printed).
+func parse(ctx context.Context, cli *CLI, args []string, io stdio) (*kong.Context, int) {
+	exited := -1
+	cfg, err := loadConfig(configPath())
+	if err != nil {
+		fmt.Fprintf(io.err, "storefs: %v\n", err)
+		return nil, exitFailure
+	}
+	parser, err := kong.New(cli,
+		kong.Resolvers(cfg.resolver()),
+		kong.Name("storefs"),
+		kong.Description(description),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Writers(io.out, io.err),
+		kong.Exit(func(code int) { exited = code }),
+		kong.BindTo(ctx, (*context.Context)(nil)),
+		kong.Bind(io),
+	)
+	if err != nil {
+		fmt.Fprintf(io.err, "storefs: %v\n", err)
+		return nil, exitFailure
+	}
+	kctx, err := parser.Parse(args)
+	if exited >= 0 {
+		return nil, exited // --help
+	}
+	if err != nil {
+		fmt.Fprintf(io.err, "storefs: %v\n", err)
+		return nil, exitUsage
+	}
+	return kctx, exitOK
 }
