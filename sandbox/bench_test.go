@@ -1,0 +1,35 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// benchBuild runs b.N trivial builds (`echo hi > $out`), each with a fresh
+// output path, and reports the time of one build end to end.
+func benchBuild(b *testing.B, network bool, extraInputs int) {
+	bd := newBuild(b, "echo hi > $out")
+	bd.Network = network
+	for i := range extraInputs {
+		host := filepath.Join(bd.dir, "inputs", fmt.Sprint(i))
+		if err := os.Mkdir(host, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		bd.Inputs = append(bd.Inputs, Mount{Host: host, Path: fmt.Sprintf("%s/%032d-in", storeDir, i)})
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bd.Outputs[0].Host = filepath.Join(bd.dir, fmt.Sprint("out", i))
+		res, err := Run(context.Background(), bd.Spec)
+		if err != nil || !res.Success() {
+			b.Fatalf("build %d: %v, %+v\n%s", i, err, res, bd.log)
+		}
+	}
+}
+
+func BenchmarkTrivialBuild(b *testing.B)           { benchBuild(b, false, 0) }
+func BenchmarkTrivialBuildNetwork(b *testing.B)    { benchBuild(b, true, 0) }
+func BenchmarkTrivialBuild1000Inputs(b *testing.B) { benchBuild(b, false, 1000) }

@@ -1,0 +1,229 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// initArg0 is the argv[0] by which the re-executed binary knows it is the
+// init stage of a sandbox.
+const initArg0 = "storefs-sandbox-init"
+
+// The init stage's file descriptors (exec.Cmd.ExtraFiles).
+const (
+	fdStatus = 3 // write end: an initFailure, or EOF when the builder is exec'd
+	fdConfig = 4 // read end: the initConfig, then open until the parent dies
+)
+
+// initConfig is everything the init stage does, decided by the parent.
+type initConfig struct {
+	Root     string // host path of the chroot
+	Mounts   []initMount
+	Loopback bool // bring up lo (the build has its own network namespace)
+	Builder  string
+	Argv     []string
+	Env      []string
+	UID, GID int // inside
+}
+
+// initMount is one mount(2): a bind mount when FSType is empty, then
+// mount_setattr(Attr); else a new filesystem with Flags and Data.
+type initMount struct {
+	What   string // the step, for errors
+	Source string
+	Target string
+	FSType string  `json:",omitempty"`
+	Flags  uintptr `json:",omitempty"`
+	Data   string  `json:",omitempty"`
+	Attr   uint64  `json:",omitempty"`
+}
+
+// initFailure is what the init stage reports before it exits 1.
+type initFailure struct {
+	What  string
+	Errno int    // 0 when Msg is not an errno
+	Msg   string // the error text
+}
+
+// MaybeRunInit runs the sandbox's init stage and never returns when this
+// process is one (Run re-executes /proc/self/exe with a special argv[0]);
+// otherwise it returns at once. Every binary that calls Run must call it
+// first thing in main (and tests in TestMain), before flags are parsed.
+func MaybeRunInit() {
+	if len(os.Args) == 0 || os.Args[0] != initArg0 {
+		return
+	}
+	// Credentials, capabilities, seccomp and no_new_privs below are set on
+	// this thread only, and it is this thread that calls execve.
+	runtime.LockOSThread()
+	unix.CloseOnExec(fdStatus)
+	unix.CloseOnExec(fdConfig)
+	err := runInit()
+	f := initFailure{What: "running the init stage", Msg: err.Error()}
+	var se *SetupError
+	if errors.As(err, &se) {
+		f.What, f.Msg = se.What, se.Err.Error()
+		var errno unix.Errno
+		if errors.As(se.Err, &errno) {
+			f.Errno = int(errno)
+		}
+	}
+	data, _ := json.Marshal(f)
+	unix.Write(fdStatus, data)
+	os.Exit(1)
+}
+
+// runInit sets up the sandbox from inside its namespaces and execs the
+// builder; it returns only on failure. It runs as pid 1 of the new pid
+// namespace, with host uid 0 unmapped in its user namespace and the
+// capabilities it needs in that namespace only (ambient, from Run).
+func runInit() error {
+	step := func(what string, err error) error {
+		if err == nil {
+			return nil
+		}
+		return &SetupError{What: what, Err: err}
+	}
+	// Die with the parent; set again after the uid changes, which clears it.
+	if err := step("setting the parent death signal", unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)); err != nil {
+		return err
+	}
+	var c initConfig
+	if err := step("reading the sandbox config", json.NewDecoder(os.NewFile(fdConfig, "config")).Decode(&c)); err != nil {
+		return err
+	}
+	// Mounts must not propagate back to the host; MS_PRIVATE is local to
+	// this namespace.
+	if err := step("making / private", unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")); err != nil {
+		return err
+	}
+	for _, m := range c.Mounts {
+		if err := mount(m); err != nil {
+			return step(m.What, err)
+		}
+	}
+	if c.Loopback {
+		if err := step("bringing up the loopback interface lo", loopbackUp()); err != nil {
+			return err
+		}
+	}
+	if err := step("setting the host name", unix.Sethostname([]byte(Hostname))); err != nil {
+		return err
+	}
+	if err := step("setting the domain name", unix.Setdomainname([]byte(Domain))); err != nil {
+		return err
+	}
+	// pivot_root(".", ".") stacks the old root on the new one; unmounting
+	// "." then detaches it, so no path leads back to the host.
+	if err := step("entering the chroot "+c.Root, unix.Chdir(c.Root)); err != nil {
+		return err
+	}
+	if err := step("pivoting the root to "+c.Root, unix.PivotRoot(".", ".")); err != nil {
+		return err
+	}
+	if err := step("detaching the host's root", unix.Unmount(".", unix.MNT_DETACH)); err != nil {
+		return err
+	}
+	if err := becomeBuildUser(c.UID, c.GID); err != nil {
+		return err
+	}
+	// Only the build user may enter the build dir (mode 0700).
+	if err := step("changing to "+BuildTop, unix.Chdir(BuildTop)); err != nil {
+		return err
+	}
+	if err := step("setting the parent death signal", unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)); err != nil {
+		return err
+	}
+	// The parent holds the config pipe's write end until the builder runs:
+	// a hang-up means it died before the death signal was set again.
+	pfd := []unix.PollFd{{Fd: fdConfig, Events: unix.POLLIN}}
+	if n, err := unix.Poll(pfd, 0); err != nil {
+		return step("checking the parent is alive", err)
+	} else if n > 0 && pfd[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+		return step("checking the parent is alive", errors.New("it is gone"))
+	}
+	if err := step("installing the seccomp filter", installSeccomp()); err != nil {
+		return err
+	}
+	err := unix.Exec(c.Builder, c.Argv, c.Env)
+	return step("executing builder "+c.Builder, err)
+}
+
+func mount(m initMount) error {
+	if m.FSType != "" {
+		return unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data)
+	}
+	if err := unix.Mount(m.Source, m.Target, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	if m.Attr == 0 {
+		return nil
+	}
+	// mount_setattr changes only the named attributes: a remount with
+	// MS_RDONLY would also have to repeat the atime flags, which are locked
+	// in a user namespace (EPERM otherwise).
+	return unix.MountSetattr(-1, m.Target, 0, &unix.MountAttr{Attr_set: m.Attr})
+}
+
+// loopbackUp brings up lo, the only interface of a new network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	ifr.SetUint16(unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// becomeBuildUser switches to the build user and drops every capability
+// for good: after execve the builder has none, in any namespace, and
+// cannot gain any (no_new_privs; setuid bits are ignored, nosuid too).
+func becomeBuildUser(uid, gid int) error {
+	step := func(what string, err error) error {
+		if err == nil {
+			return nil
+		}
+		return &SetupError{What: what, Err: err}
+	}
+	// The bounding set first: dropping it needs CAP_SETPCAP, which the
+	// uid change might take away.
+	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return step(fmt.Sprintf("dropping capability %d from the bounding set", c), err)
+		}
+	}
+	// Host root's supplementary groups (group 0) must not follow the
+	// builder; Run allows setgroups in the namespace for this.
+	if err := step("dropping supplementary groups", unix.Setgroups(nil)); err != nil {
+		return err
+	}
+	if err := step(fmt.Sprintf("setting gid %d", gid), unix.Setresgid(gid, gid, gid)); err != nil {
+		return err
+	}
+	if err := step(fmt.Sprintf("setting uid %d", uid), unix.Setresuid(uid, uid, uid)); err != nil {
+		return err
+	}
+	if err := step("clearing ambient capabilities", unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)); err != nil {
+		return err
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var none [2]unix.CapUserData
+	if err := step("clearing capabilities", unix.Capset(&hdr, &none[0])); err != nil {
+		return err
+	}
+	return step("setting no_new_privs", unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+}
+
+// argv0 is the builder's argv[0]: its base name, as Nix gives it.
+func argv0(builder string) string { return filepath.Base(builder) }

@@ -1,0 +1,300 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// logGrace is how long Run waits for the log pipe to close once the
+// builder's last process is gone (only a process outside the sandbox that
+// was handed the pipe could keep it open).
+const logGrace = time.Second
+
+// Run runs the builder of s in a new sandbox and returns when it and every
+// process it started are gone, with whatever the builder created at the
+// output paths moved to their host paths.
+//
+// The error is a *SetupError (errors.Is ErrSetup) when the sandbox could not
+// be made, the builder could not be executed, or the outputs could not be
+// moved out; the Result, if any, then still tells how the builder ended.
+// Otherwise the Result says how it ended: Result.Err is nil for exit 0.
+// A context cancelled before the start gives a Cancelled result.
+func Run(ctx context.Context, s *Spec) (*Result, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return &Result{Outcome: Cancelled, cause: err}, nil
+	}
+	root, err := makeRoot(s)
+	if err != nil {
+		return nil, err
+	}
+	res, err := runIn(ctx, s, root)
+	if rmErr := os.RemoveAll(root); rmErr != nil && err == nil {
+		err = &SetupError{What: "removing the chroot " + root, Err: rmErr}
+	}
+	return res, err
+}
+
+func makeRoot(s *Spec) (string, error) {
+	if s.ChrootDir != "" {
+		if err := os.Mkdir(s.ChrootDir, 0o700); err != nil {
+			return "", &SetupError{What: "making the chroot " + s.ChrootDir, Err: err}
+		}
+		return s.ChrootDir, nil
+	}
+	root, err := os.MkdirTemp(filepath.Dir(s.BuildDir), "chroot-")
+	if err != nil {
+		return "", &SetupError{What: "making a chroot beside " + s.BuildDir, Err: err}
+	}
+	return root, nil
+}
+
+func runIn(ctx context.Context, s *Spec, root string) (*Result, error) {
+	mounts, err := chroot(s, root)
+	if err != nil {
+		return nil, err
+	}
+	if err := giveBuildDir(s); err != nil {
+		return nil, err
+	}
+	cfg := initConfig{
+		Root:     root,
+		Mounts:   mounts,
+		Loopback: !s.Network,
+		Builder:  s.Builder,
+		Argv:     append([]string{argv0(s.Builder)}, s.Args...),
+		Env:      s.Env,
+		UID:      BuildUID,
+		GID:      BuildGID,
+	}
+	res, err := supervise(ctx, s, &cfg)
+	if err != nil {
+		return res, err
+	}
+	for _, out := range s.Outputs {
+		made := filepath.Join(root, out.Path)
+		if _, err := os.Lstat(made); os.IsNotExist(err) {
+			continue
+		}
+		if err := os.Rename(made, out.Host); err != nil {
+			return res, &SetupError{What: "moving output " + out.Path + " to " + out.Host, Err: err}
+		}
+	}
+	return res, nil
+}
+
+// pipes are the init stage's and builder's ends (child) and ours (parent).
+type pipes struct {
+	statusR, statusW, configR, configW, logR, logW *os.File
+}
+
+func newPipes() (*pipes, error) {
+	var p pipes
+	var err error
+	if p.statusR, p.statusW, err = os.Pipe(); err != nil {
+		return nil, err
+	}
+	if p.configR, p.configW, err = os.Pipe(); err != nil {
+		p.close()
+		return nil, err
+	}
+	if p.logR, p.logW, err = os.Pipe(); err != nil {
+		p.close()
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (p *pipes) close() {
+	for _, f := range []*os.File{p.statusR, p.statusW, p.configR, p.configW, p.logR, p.logW} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// capsForInit are the capabilities the init stage keeps across its exec
+// (as ambient capabilities, valid in its user namespace only).
+var capsForInit = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SETPCAP}
+
+// supervise starts the init stage, enforces the limits and waits for the end.
+func supervise(ctx context.Context, s *Spec, cfg *initConfig) (*Result, error) {
+	p, err := newPipes()
+	if err != nil {
+		return nil, &SetupError{What: "making pipes", Err: err}
+	}
+	defer p.close()
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if !s.Network {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{initArg0},
+		Env:        []string{},
+		Stdout:     p.logW,
+		Stderr:     p.logW,
+		ExtraFiles: []*os.File{p.statusW, p.configR}, // fdStatus, fdConfig
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:                 flags,
+			UidMappings:                []syscall.SysProcIDMap{{ContainerID: cfg.UID, HostID: s.HostUID, Size: 1}},
+			GidMappings:                []syscall.SysProcIDMap{{ContainerID: cfg.GID, HostID: s.HostGID, Size: 1}},
+			GidMappingsEnableSetgroups: true,
+			AmbientCaps:                capsForInit,
+			Setsid:                     true,
+		},
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, &SetupError{What: "starting the sandbox's init stage (/proc/self/exe in new namespaces)", Err: err}
+	}
+	p.statusW.Close()
+	p.configR.Close()
+	p.logW.Close()
+	p.statusW, p.configR, p.logW = nil, nil, nil
+
+	// The write end of the config pipe stays open until the builder runs:
+	// the init stage checks it to know this process is alive.
+	go json.NewEncoder(p.configW).Encode(cfg)
+	statusCh := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(p.statusR)
+		statusCh <- b
+	}()
+	var lastOutput atomic.Int64
+	lastOutput.Store(start.UnixNano())
+	logDone := make(chan struct{})
+	go copyLog(s.Log, p.logR, &lastOutput, logDone)
+	waitCh := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(waitCh)
+	}()
+
+	var timeoutC, silentC <-chan time.Time
+	if s.Timeout > 0 {
+		t := time.NewTimer(s.Timeout)
+		defer t.Stop()
+		timeoutC = t.C
+	}
+	var silent *time.Timer
+	if s.MaxSilent > 0 {
+		silent = time.NewTimer(s.MaxSilent)
+		defer silent.Stop()
+		silentC = silent.C
+	}
+	done := ctx.Done()
+	killedBy := Exited
+	kill := func(why Outcome) {
+		killedBy = why
+		// SIGKILL to pid 1 of the pid namespace: the kernel kills every
+		// process in it, and our wait returns only after they are gone.
+		cmd.Process.Kill()
+		done, timeoutC, silentC = nil, nil, nil
+	}
+	var status []byte
+	gotStatus := false
+loop:
+	for {
+		select {
+		case <-done:
+			kill(Cancelled)
+		case <-timeoutC:
+			kill(TimedOut)
+		case <-silentC:
+			idle := time.Since(time.Unix(0, lastOutput.Load()))
+			if idle >= s.MaxSilent {
+				kill(Silent)
+			} else {
+				silent.Reset(s.MaxSilent - idle)
+			}
+		case status = <-statusCh:
+			gotStatus = true
+			statusCh = nil
+			p.configW.Close()
+			p.configW = nil
+		case <-waitCh:
+			break loop
+		}
+	}
+	res := &Result{Duration: time.Since(start)}
+	if !gotStatus {
+		status = <-statusCh
+	}
+	select {
+	case <-logDone:
+	case <-time.After(logGrace):
+		p.logR.Close()
+		p.logR = nil
+		<-logDone
+	}
+	if len(status) > 0 {
+		return nil, initError(status)
+	}
+
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case killedBy != Exited:
+		res.Outcome = killedBy
+		switch killedBy {
+		case TimedOut:
+			res.Limit = s.Timeout
+		case Silent:
+			res.Limit = s.MaxSilent
+		case Cancelled:
+			res.cause = context.Cause(ctx)
+		}
+	case ws.Exited():
+		res.Outcome, res.ExitCode = Exited, ws.ExitStatus()
+	case ws.Signaled():
+		res.Outcome, res.Signal = Signaled, ws.Signal()
+	default:
+		res.Outcome, res.ExitCode = Exited, -1
+	}
+	return res, nil
+}
+
+// copyLog copies the builder's output to log, noting when it last spoke.
+// A failing log does not stop the builder: its output is then dropped.
+func copyLog(log io.Writer, r io.Reader, last *atomic.Int64, done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			if log != nil {
+				if _, werr := log.Write(buf[:n]); werr != nil {
+					log = nil
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// initError turns the init stage's report into a *SetupError.
+func initError(status []byte) error {
+	var f initFailure
+	if err := json.Unmarshal(status, &f); err != nil {
+		return &SetupError{What: "reading the init stage's report", Err: errors.New(string(status))}
+	}
+	if f.Errno != 0 {
+		return &SetupError{What: f.What, Err: unix.Errno(f.Errno)}
+	}
+	return &SetupError{What: f.What, Err: errors.New(f.Msg)}
+}
