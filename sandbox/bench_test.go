@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 )
 
 // benchBuild runs b.N trivial builds (`echo hi > $out`), each with a fresh
@@ -33,3 +35,26 @@ func benchBuild(b *testing.B, network bool, extraInputs int) {
 func BenchmarkTrivialBuild(b *testing.B)           { benchBuild(b, false, 0) }
 func BenchmarkTrivialBuildNetwork(b *testing.B)    { benchBuild(b, true, 0) }
 func BenchmarkTrivialBuild1000Inputs(b *testing.B) { benchBuild(b, false, 1000) }
+
+// TestLatency reports how long a trivial build takes end to end (Run's
+// whole call: scratch dir, namespaces, mounts, exec, wait, cleanup). It
+// fails only if a build takes absurdly long: the machine may be loaded.
+func TestLatency(t *testing.T) {
+	bd := newBuild(t, "echo hi > $out")
+	const n = 20
+	var took []time.Duration
+	for i := range n {
+		bd.Outputs[0].Host = filepath.Join(bd.dir, fmt.Sprint("out", i))
+		start := time.Now()
+		res, err := Run(context.Background(), bd.Spec)
+		took = append(took, time.Since(start))
+		if err != nil || !res.Success() {
+			t.Fatalf("build %d: %v, %+v\n%s", i, err, res, bd.log)
+		}
+	}
+	slices.Sort(took)
+	t.Logf("%d trivial builds: min %v, median %v, max %v", n, took[0], took[n/2], took[n-1])
+	if took[n/2] > 2*time.Second {
+		t.Errorf("median build took %v", took[n/2])
+	}
+}

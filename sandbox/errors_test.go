@@ -37,8 +37,8 @@ func setupFails(t *testing.T, b *build, want string, errno unix.Errno) {
 	b.noneLeft(t)
 	ents, _ := os.ReadDir(b.dir)
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "chroot-") {
-			t.Errorf("the chroot %s was left behind", e.Name())
+		if strings.HasPrefix(e.Name(), "sandbox-") {
+			t.Errorf("the scratch dir %s was left behind", e.Name())
 		}
 	}
 }
@@ -116,7 +116,7 @@ func TestBadSpecs(t *testing.T) {
 		{"negative timeout", func(b *build) { b.Timeout = -time.Second }, "timeout -1s, max silent time 0s: must not be negative"},
 		{"no build dir", func(b *build) { b.BuildDir = b.dir + "/nope" }, "build dir: stat " + "DIR/nope: no such file or directory"},
 		{"build dir a file", func(b *build) { b.BuildDir = b.Inputs[0].Host + "/bin/busybox" }, "build dir DIR/inputs/" + bbBase + "/bin/busybox: not a directory"},
-		{"relative chroot", func(b *build) { b.ChrootDir = "chroot" }, `chroot dir "chroot": not an absolute, clean path`},
+		{"relative scratch dir", func(b *build) { b.ScratchDir = "scratch" }, `scratch dir "scratch": not an absolute, clean path`},
 		{"input outside store", func(b *build) { b.Inputs[0].Path = "/nix/store/" + bbBase }, "input /nix/store/" + bbBase + ": not directly under the store dir /store"},
 		{"input deeper", func(b *build) { b.Inputs[0].Path = in + "/bin" }, "input " + in + "/bin: not directly under the store dir /store"},
 		{"input relative host", func(b *build) { b.Inputs[0].Host = "inputs" }, `input host path "inputs": not an absolute, clean path`},
@@ -144,22 +144,38 @@ func TestBadSpecs(t *testing.T) {
 	}
 }
 
-// A chroot dir that exists is refused: Run would otherwise remove it.
-func TestChrootDirExists(t *testing.T) {
+// A scratch dir that exists is refused: Run would otherwise remove it.
+func TestScratchDirExists(t *testing.T) {
 	b := newBuild(t, "mkdir $out")
-	b.ChrootDir = b.BuildDir
-	setupFails(t, b, "sandbox: making the chroot "+b.BuildDir+": mkdir "+b.BuildDir+": file exists", unix.EEXIST)
+	b.ScratchDir = b.BuildDir
+	setupFails(t, b, "sandbox: making the scratch dir "+b.BuildDir+": mkdir "+b.BuildDir+": file exists", unix.EEXIST)
 	if _, err := os.Stat(b.BuildDir); err != nil {
 		t.Errorf("the build dir is gone: %v", err)
 	}
 }
 
-// A given chroot dir is used and removed.
-func TestChrootDirGiven(t *testing.T) {
-	b := newBuild(t, "mkdir $out")
-	b.ChrootDir = filepath.Join(b.dir, "root")
+// A given scratch dir is used and removed.
+func TestScratchDirGiven(t *testing.T) {
+	b := newBuild(t, "mkdir $out; echo t > /tmp/t; cat /tmp/t > $out/t")
+	b.ScratchDir = filepath.Join(b.dir, "scratch")
 	b.mustSucceed(t)
-	if _, err := os.Lstat(b.ChrootDir); !os.IsNotExist(err) {
-		t.Errorf("the chroot dir is still there: %v", err)
+	if got := b.output(t, "t"); got != "t" {
+		t.Errorf("/tmp: %q", got)
 	}
+	if _, err := os.Lstat(b.ScratchDir); !os.IsNotExist(err) {
+		t.Errorf("the scratch dir is still there: %v", err)
+	}
+}
+
+// Outputs are renamed out of the scratch dir, so they must be on its
+// filesystem; another is refused before the build.
+func TestOutputOnAnotherFilesystem(t *testing.T) {
+	b := newBuild(t, "mkdir $out")
+	shm, err := os.MkdirTemp("/dev/shm", "sandbox-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	b.Outputs[0].Host = filepath.Join(shm, "out")
+	setupFails(t, b, "sandbox: output "+outPath+": host directory "+shm+" is not on the filesystem of the scratch dir "+b.dir+"/sandbox-", 0)
 }

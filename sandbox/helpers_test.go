@@ -3,6 +3,8 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,9 +17,28 @@ import (
 	"time"
 )
 
+// TestMain need not call MaybeRunInit: the package's init function did.
 func TestMain(m *testing.M) {
-	MaybeRunInit()
+	if spec := os.Getenv(parentSpecEnv); spec != "" {
+		os.Exit(runAsParent(spec))
+	}
 	os.Exit(m.Run())
+}
+
+// parentSpecEnv makes the test binary run one build (the JSON Spec) with
+// its log on stdout, for TestParentDeath to kill.
+const parentSpecEnv = "STOREFS_SANDBOX_TEST_PARENT_SPEC"
+
+func runAsParent(specJSON string) int {
+	var s Spec
+	if err := json.Unmarshal([]byte(specJSON), &s); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	s.Log = os.Stdout
+	res, err := Run(context.Background(), &s)
+	fmt.Fprintln(os.Stderr, res, err)
+	return 0
 }
 
 const (
@@ -27,11 +48,15 @@ const (
 	bbBin     = storeDir + "/" + bbBase + "/bin"
 	outPath   = storeDir + "/" + outBase
 	shell     = bbBin + "/sh"
-	firstUID  = 30000
-	buildUIDs = 1000 // test host uids are firstUID + [0, buildUIDs)
+	buildUIDs = 1000 // each test binary uses host uids firstUID + [0, buildUIDs)
 )
 
-var nextUID atomic.Int32
+// firstUID depends on the pid so that test binaries running at once (go
+// test -count, two packages) do not count each other's processes.
+var (
+	firstUID = 100000 + os.Getpid()%1000*buildUIDs
+	nextUID  atomic.Int32
+)
 
 // build is one test build: a spec with busybox as its only input and one
 // output, in a fresh temp dir.

@@ -19,25 +19,29 @@ const initArg0 = "storefs-sandbox-init"
 const (
 	fdStatus = 3 // write end: an initFailure, or EOF when the builder is exec'd
 	fdConfig = 4 // read end: the initConfig, then open until the parent dies
+	fdRoot   = 5 // the detached root tmpfs
 )
 
 // initConfig is everything the init stage does, decided by the parent.
 type initConfig struct {
-	Root     string // host path of the chroot
+	Root     string // host path where the root tmpfs is attached
 	Mounts   []initMount
 	Loopback bool // bring up lo (the build has its own network namespace)
 	Builder  string
 	Argv     []string
 	Env      []string
-	UID, GID int // inside
+	UID, GID int  // inside
+	Linux32  bool // PER_LINUX32
 }
 
-// initMount is one mount(2): a bind mount when FSType is empty, then
-// mount_setattr(Attr); else a new filesystem with Flags and Data.
+// initMount is one mount: attaching the root tmpfs (Move), a new
+// filesystem (FSType, with Flags and Data), or else a bind mount of Source,
+// then given the attributes Attr (mount_setattr).
 type initMount struct {
 	What   string // the step, for errors
-	Source string
+	Source string `json:",omitempty"`
 	Target string
+	Move   bool    `json:",omitempty"`
 	FSType string  `json:",omitempty"`
 	Flags  uintptr `json:",omitempty"`
 	Data   string  `json:",omitempty"`
@@ -51,10 +55,16 @@ type initFailure struct {
 	Msg   string // the error text
 }
 
+// The init stage takes over before main or TestMain run, and before any
+// package that imports this one is initialised: every binary that links
+// the package (storefs, the test binaries of packages that call Run) can
+// be re-executed as an init stage, and none can forget to.
+func init() { MaybeRunInit() }
+
 // MaybeRunInit runs the sandbox's init stage and never returns when this
 // process is one (Run re-executes /proc/self/exe with a special argv[0]);
-// otherwise it returns at once. Every binary that calls Run must call it
-// first thing in main (and tests in TestMain), before flags are parsed.
+// otherwise it returns at once. The package's init function calls it;
+// calling it again first thing in main is harmless.
 func MaybeRunInit() {
 	if len(os.Args) == 0 || os.Args[0] != initArg0 {
 		return
@@ -64,7 +74,16 @@ func MaybeRunInit() {
 	runtime.LockOSThread()
 	unix.CloseOnExec(fdStatus)
 	unix.CloseOnExec(fdConfig)
-	err := runInit()
+	unix.CloseOnExec(fdRoot)
+	err := errors.New("the init stage returned")
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("init stage panicked: %v", r)
+			}
+		}()
+		err = runInit()
+	}()
 	f := initFailure{What: "running the init stage", Msg: err.Error()}
 	var se *SetupError
 	if errors.As(err, &se) {
@@ -90,12 +109,11 @@ func runInit() error {
 		}
 		return &SetupError{What: what, Err: err}
 	}
-	// Die with the parent; set again after the uid changes, which clears it.
-	if err := step("setting the parent death signal", unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)); err != nil {
-		return err
-	}
+	// Kept to the end: its finalizer would close fdConfig.
+	config := os.NewFile(fdConfig, "config")
+	defer runtime.KeepAlive(config)
 	var c initConfig
-	if err := step("reading the sandbox config", json.NewDecoder(os.NewFile(fdConfig, "config")).Decode(&c)); err != nil {
+	if err := step("reading the sandbox config", json.NewDecoder(config).Decode(&c)); err != nil {
 		return err
 	}
 	// Mounts must not propagate back to the host; MS_PRIVATE is local to
@@ -130,6 +148,13 @@ func runInit() error {
 	if err := step("detaching the host's root", unix.Unmount(".", unix.MNT_DETACH)); err != nil {
 		return err
 	}
+	// Every mount point exists now; writable places are mounts of their own.
+	if err := step("making the root read-only", unix.MountSetattr(-1, "/", 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})); err != nil {
+		return err
+	}
+	if err := step("closing the root tmpfs", unix.Close(fdRoot)); err != nil {
+		return err
+	}
 	if err := becomeBuildUser(c.UID, c.GID); err != nil {
 		return err
 	}
@@ -137,6 +162,7 @@ func runInit() error {
 	if err := step("changing to "+BuildTop, unix.Chdir(BuildTop)); err != nil {
 		return err
 	}
+	// Changing the uid cleared the parent death signal that Run asked for.
 	if err := step("setting the parent death signal", unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)); err != nil {
 		return err
 	}
@@ -148,6 +174,9 @@ func runInit() error {
 	} else if n > 0 && pfd[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
 		return step("checking the parent is alive", errors.New("it is gone"))
 	}
+	if err := step("setting the umask, core size limit and personality", nixProcess(c.Linux32)); err != nil {
+		return err
+	}
 	if err := step("installing the seccomp filter", installSeccomp()); err != nil {
 		return err
 	}
@@ -156,6 +185,9 @@ func runInit() error {
 }
 
 func mount(m initMount) error {
+	if m.Move {
+		return unix.MoveMount(fdRoot, "", unix.AT_FDCWD, m.Target, unix.MOVE_MOUNT_F_EMPTY_PATH)
+	}
 	if m.FSType != "" {
 		return unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data)
 	}
@@ -223,6 +255,40 @@ func becomeBuildUser(uid, gid int) error {
 		return err
 	}
 	return step("setting no_new_privs", unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+}
+
+// Personality flags (linux/personality.h; not in x/sys/unix).
+const (
+	perLinux32      = 0x0008
+	addrNoRandomize = 0x0040000
+	personalityRead = 0xffffffff
+)
+
+// nixProcess gives the builder what Nix's does besides the sandbox: umask
+// 022, no core dumps (soft limit 0), no address space randomisation, and
+// for a 32-bit platform the 32-bit personality (uname says i686).
+func nixProcess(linux32 bool) error {
+	unix.Umask(0o022)
+	var core unix.Rlimit
+	if err := unix.Prlimit(0, unix.RLIMIT_CORE, nil, &core); err != nil {
+		return err
+	}
+	core.Cur = 0
+	if err := unix.Prlimit(0, unix.RLIMIT_CORE, &core, nil); err != nil {
+		return err
+	}
+	cur, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, personalityRead, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	p := cur | addrNoRandomize
+	if linux32 {
+		p = p&^0xff | perLinux32 // the low byte is the execution domain
+	}
+	if _, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, p, 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // argv0 is the builder's argv[0]: its base name, as Nix gives it.

@@ -31,7 +31,7 @@ touch $out/seen`, secret, b.Inputs[0].Host)
 	}
 }
 
-// Inputs are read-only, inside and on the host.
+// Inputs are read-only, inside and on the host, and so is the root.
 func TestInputsReadOnly(t *testing.T) {
 	in := storeDir + "/" + bbBase
 	b := newBuild(t, fmt.Sprintf(`mkdir $out
@@ -39,6 +39,9 @@ touch %[1]s/new 2> $out/touch && echo created >> $out/bad
 rm %[1]s/bin/sh 2> $out/rm && echo removed >> $out/bad
 mv %[1]s /store/moved 2> $out/mv && echo moved >> $out/bad
 echo x >> %[1]s/bin/busybox 2> $out/append && echo appended >> $out/bad
+touch /new 2> /dev/null && echo "created /new" >> $out/bad
+echo x >> /etc/passwd 2> /dev/null && echo "changed /etc/passwd" >> $out/bad
+mkdir /dev/x 2> /dev/null && echo "created /dev/x" >> $out/bad
 touch $out/bad`, in))
 	b.mustSucceed(t)
 	if bad := b.output(t, "bad"); bad != "" {
@@ -59,7 +62,8 @@ func TestNoNetwork(t *testing.T) {
 	b := newBuild(t, fmt.Sprintf(`mkdir $out
 cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > $out/interfaces
 nc -w 2 %[1]s %[2]s < /dev/null > $out/host 2>&1; echo $? > $out/host-exit
-nc -l -p %[2]s > $out/own & sleep 0.2; echo mine | nc 127.0.0.1 %[2]s; wait`, addr.IP, strconv.Itoa(addr.Port)))
+nc -l -p %[2]s > $out/own &
+for i in $(seq 100); do echo mine | nc 127.0.0.1 %[2]s 2> /dev/null && break; sleep 0.05; done; wait`, addr.IP, strconv.Itoa(addr.Port)))
 	b.mustSucceed(t)
 	if got := b.output(t, "interfaces"); got != "lo" {
 		t.Errorf("interfaces: %q, want only lo", got)
@@ -205,13 +209,19 @@ readlink /proc/self/ns/pid > /build/pidns; sleep 1000 & echo running; wait`)
 	}
 }
 
-// Two builds run at once, each in its own world.
+// Two builds run at once, each in its own world: neither sees the other's
+// processes.
 func TestConcurrentBuilds(t *testing.T) {
-	script := `mkdir $out; ls /proc | grep -c '^[0-9]' > $out/procs; id -u > $out/uid; sleep 0.3; echo done`
+	script := `mkdir $out; sleep $mark &
+until cat /proc/[0-9]*/cmdline | tr '\0' ' ' | grep -q "sleep $mark"; do sleep 0.01; done
+cat /proc/[0-9]*/cmdline | tr '\0' ' ' > $out/cmdlines; id -u > $out/uid; wait`
 	b1, b2 := newBuild(t, script), newBuild(t, script)
 	if b1.HostUID == b2.HostUID {
 		t.Fatalf("both builds have host uid %d", b1.HostUID)
 	}
+	marks := []string{"0.501", "0.502"}
+	b1.Env = append(b1.Env, "mark="+marks[0])
+	b2.Env = append(b2.Env, "mark="+marks[1])
 	e1, e2 := b1.start(context.Background()), b2.start(context.Background())
 	for i, r := range []runEnd{<-e1, <-e2} {
 		b := []*build{b1, b2}[i]
@@ -221,8 +231,9 @@ func TestConcurrentBuilds(t *testing.T) {
 		if got := b.output(t, "uid"); got != "1000" {
 			t.Errorf("build %d: uid %s", i+1, got)
 		}
-		if got := b.output(t, "procs"); got != "3" && got != "4" {
-			t.Errorf("build %d sees %s processes", i+1, got)
+		procs := b.output(t, "cmdlines")
+		if !strings.Contains(procs, "sleep "+marks[i]) || strings.Contains(procs, "sleep "+marks[1-i]) {
+			t.Errorf("build %d sees the processes %q; want its sleep %s and not the other's", i+1, procs, marks[i])
 		}
 	}
 }
@@ -260,4 +271,25 @@ func startSleeper(t *testing.T) int {
 	}
 	t.Cleanup(func() { p.Kill(); p.Wait() })
 	return p.Pid
+}
+
+// The builder has its own user, mount, pid, uts, ipc and (unless Network)
+// network namespaces.
+func TestNamespaces(t *testing.T) {
+	kinds := []string{"user", "mnt", "pid", "uts", "ipc", "net"}
+	for _, network := range []bool{false, true} {
+		b := newBuild(t, `mkdir $out; for ns in `+strings.Join(kinds, " ")+`; do readlink /proc/self/ns/$ns > $out/$ns; done`)
+		b.Network = network
+		b.mustSucceed(t)
+		for _, ns := range kinds {
+			host, err := os.Readlink("/proc/self/ns/" + ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := b.output(t, ns)
+			if shared := got == host; shared != (network && ns == "net") {
+				t.Errorf("network %v: the builder's %s namespace is %s, the host's %s", network, ns, got, host)
+			}
+		}
+	}
 }

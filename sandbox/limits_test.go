@@ -1,14 +1,21 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
+
+// promptly is how soon Run must return once a build is to end: generous,
+// for a loaded machine, and far below the 1000 s the sleepers would take.
+const promptly = 3 * time.Second
 
 // forever is a builder that forks a sleeper, then never ends on its own.
 const forever = `sleep 1000 & echo started; sleep 1000; wait`
@@ -38,7 +45,7 @@ func TestTimeout(t *testing.T) {
 	b.Timeout = 300 * time.Millisecond
 	start := time.Now()
 	r := <-b.start(context.Background())
-	killed(t, b, r, TimedOut, ErrTimedOut, start.Add(b.Timeout), time.Second)
+	killed(t, b, r, TimedOut, ErrTimedOut, start.Add(b.Timeout), promptly)
 	if got := r.res.Err().Error(); got != "builder timed out after 300ms" {
 		t.Errorf("error: %q", got)
 	}
@@ -46,19 +53,19 @@ func TestTimeout(t *testing.T) {
 
 // Output resets the silence timer; silence past MaxSilent kills.
 func TestMaxSilent(t *testing.T) {
-	b := newBuild(t, `sleep 1000 & for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.1; done; sleep 1000`)
-	b.MaxSilent = 300 * time.Millisecond
+	b := newBuild(t, `sleep 1000 & for i in 1 2 3 4 5 6 7 8 9 10; do echo tick $i; sleep 0.2; done; sleep 1000`)
+	b.MaxSilent = time.Second
 	start := time.Now()
 	r := <-b.start(context.Background())
-	if !strings.Contains(b.log.String(), "tick 6") {
+	if !strings.Contains(b.log.String(), "tick 10") {
 		t.Fatalf("killed while it was talking: %v\n%s", r.res, b.log)
 	}
-	// The last tick comes after 5 sleeps of 0.1 s.
-	killed(t, b, r, Silent, ErrSilent, start.Add(500*time.Millisecond+b.MaxSilent), time.Second)
-	if r.res.Duration < 500*time.Millisecond+b.MaxSilent {
+	// The last tick comes after 9 sleeps of 0.2 s.
+	killed(t, b, r, Silent, ErrSilent, start.Add(1800*time.Millisecond+b.MaxSilent), promptly)
+	if r.res.Duration < 1800*time.Millisecond+b.MaxSilent {
 		t.Errorf("killed after %v, before %v of silence", r.res.Duration, b.MaxSilent)
 	}
-	if got := r.res.Err().Error(); got != "builder timed out after 300ms of silence" {
+	if got := r.res.Err().Error(); got != "builder timed out after 1s of silence" {
 		t.Errorf("error: %q", got)
 	}
 }
@@ -72,7 +79,7 @@ func TestCancel(t *testing.T) {
 	at := time.Now()
 	cancel()
 	r := <-end
-	killed(t, b, r, Cancelled, ErrCancelled, at, time.Second)
+	killed(t, b, r, Cancelled, ErrCancelled, at, promptly)
 	if !errors.Is(r.res.Err(), context.Canceled) {
 		t.Errorf("Err() = %v, want errors.Is context.Canceled", r.res.Err())
 	}
@@ -136,6 +143,42 @@ func TestSignaled(t *testing.T) {
 	}
 	if got := r.res.Err().Error(); got != "builder was killed by signal 9 (killed)" {
 		t.Errorf("error: %q", got)
+	}
+	b.noneLeft(t)
+}
+
+// When the process running Run dies, its builds die with it.
+func TestParentDeath(t *testing.T) {
+	b := newBuild(t, forever)
+	spec := *b.Spec
+	spec.Log = nil
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := exec.Command(os.Args[0])
+	parent.Env = append(os.Environ(), parentSpecEnv+"="+string(data))
+	parent.Stderr = os.Stderr
+	out, err := parent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "started\n" {
+		parent.Process.Kill()
+		t.Fatalf("the build said %q, %v", line, err)
+	}
+	if n := len(hostProcs(t, b.HostUID)); n < 2 {
+		t.Errorf("%d processes of host uid %d run, want the shell and its sleepers", n, b.HostUID)
+	}
+	parent.Process.Kill()
+	parent.Wait()
+	deadline := time.Now().Add(promptly)
+	for len(hostProcs(t, b.HostUID)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
 	b.noneLeft(t)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -33,44 +34,48 @@ func Run(ctx context.Context, s *Spec) (*Result, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return &Result{Outcome: Cancelled, cause: err}, nil
+	if ctx.Err() != nil {
+		return &Result{Outcome: Cancelled, cause: context.Cause(ctx)}, nil
 	}
-	root, err := makeRoot(s)
+	scratch, err := makeScratch(s)
 	if err != nil {
 		return nil, err
 	}
-	res, err := runIn(ctx, s, root)
-	if rmErr := os.RemoveAll(root); rmErr != nil && err == nil {
-		err = &SetupError{What: "removing the chroot " + root, Err: rmErr}
+	res, err := runIn(ctx, s, scratch)
+	if rmErr := os.RemoveAll(scratch); rmErr != nil && err == nil {
+		err = &SetupError{What: "removing the scratch dir " + scratch, Err: rmErr}
 	}
 	return res, err
 }
 
-func makeRoot(s *Spec) (string, error) {
-	if s.ChrootDir != "" {
-		if err := os.Mkdir(s.ChrootDir, 0o700); err != nil {
-			return "", &SetupError{What: "making the chroot " + s.ChrootDir, Err: err}
+func makeScratch(s *Spec) (string, error) {
+	if s.ScratchDir != "" {
+		if err := os.Mkdir(s.ScratchDir, 0o700); err != nil {
+			return "", &SetupError{What: "making the scratch dir " + s.ScratchDir, Err: err}
 		}
-		return s.ChrootDir, nil
+		return s.ScratchDir, nil
 	}
-	root, err := os.MkdirTemp(filepath.Dir(s.BuildDir), "chroot-")
+	dir, err := os.MkdirTemp(filepath.Dir(s.BuildDir), "sandbox-")
 	if err != nil {
-		return "", &SetupError{What: "making a chroot beside " + s.BuildDir, Err: err}
+		return "", &SetupError{What: "making a scratch dir beside " + s.BuildDir, Err: err}
 	}
-	return root, nil
+	return dir, nil
 }
 
-func runIn(ctx context.Context, s *Spec, root string) (*Result, error) {
-	mounts, err := chroot(s, root)
+func runIn(ctx context.Context, s *Spec, scratch string) (*Result, error) {
+	if err := sameFilesystem(s, scratch); err != nil {
+		return nil, err
+	}
+	root, mounts, err := layout(s, scratch)
 	if err != nil {
 		return nil, err
 	}
+	defer root.Close()
 	if err := giveBuildDir(s); err != nil {
 		return nil, err
 	}
 	cfg := initConfig{
-		Root:     root,
+		Root:     filepath.Join(scratch, scratchRoot),
 		Mounts:   mounts,
 		Loopback: !s.Network,
 		Builder:  s.Builder,
@@ -78,13 +83,14 @@ func runIn(ctx context.Context, s *Spec, root string) (*Result, error) {
 		Env:      s.Env,
 		UID:      BuildUID,
 		GID:      BuildGID,
+		Linux32:  s.Linux32,
 	}
-	res, err := supervise(ctx, s, &cfg)
+	res, err := supervise(ctx, s, &cfg, root)
 	if err != nil {
 		return res, err
 	}
 	for _, out := range s.Outputs {
-		made := filepath.Join(root, out.Path)
+		made := filepath.Join(scratch, scratchStore, filepath.Base(out.Path))
 		if _, err := os.Lstat(made); os.IsNotExist(err) {
 			continue
 		}
@@ -93,6 +99,26 @@ func runIn(ctx context.Context, s *Spec, root string) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// sameFilesystem checks that every output can be renamed from the scratch
+// dir to its host path.
+func sameFilesystem(s *Spec, scratch string) error {
+	var st, out unix.Stat_t
+	if err := unix.Stat(scratch, &st); err != nil {
+		return &SetupError{What: "making the scratch dir " + scratch, Err: err}
+	}
+	for _, o := range s.Outputs {
+		dir := filepath.Dir(o.Host)
+		if err := unix.Stat(dir, &out); err != nil {
+			return &SetupError{What: "output " + o.Path, Err: err}
+		}
+		if out.Dev != st.Dev {
+			return &SetupError{What: "output " + o.Path, Err: fmt.Errorf(
+				"host directory %s is not on the filesystem of the scratch dir %s (outputs are renamed, not copied)", dir, scratch)}
+		}
+	}
+	return nil
 }
 
 // pipes are the init stage's and builder's ends (child) and ours (parent).
@@ -130,7 +156,7 @@ func (p *pipes) close() {
 var capsForInit = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SETPCAP}
 
 // supervise starts the init stage, enforces the limits and waits for the end.
-func supervise(ctx context.Context, s *Spec, cfg *initConfig) (*Result, error) {
+func supervise(ctx context.Context, s *Spec, cfg *initConfig, root *os.File) (*Result, error) {
 	p, err := newPipes()
 	if err != nil {
 		return nil, &SetupError{What: "making pipes", Err: err}
@@ -146,7 +172,7 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig) (*Result, error) {
 		Env:        []string{},
 		Stdout:     p.logW,
 		Stderr:     p.logW,
-		ExtraFiles: []*os.File{p.statusW, p.configR}, // fdStatus, fdConfig
+		ExtraFiles: []*os.File{p.statusW, p.configR, root}, // fdStatus, fdConfig, fdRoot
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags:                 flags,
 			UidMappings:                []syscall.SysProcIDMap{{ContainerID: cfg.UID, HostID: s.HostUID, Size: 1}},
@@ -154,6 +180,7 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig) (*Result, error) {
 			GidMappingsEnableSetgroups: true,
 			AmbientCaps:                capsForInit,
 			Setsid:                     true,
+			Pdeathsig:                  syscall.SIGKILL,
 		},
 	}
 	start := time.Now()
@@ -164,6 +191,7 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig) (*Result, error) {
 	p.configR.Close()
 	p.logW.Close()
 	p.statusW, p.configR, p.logW = nil, nil, nil
+	root.Close()
 
 	// The write end of the config pipe stays open until the builder runs:
 	// the init stage checks it to know this process is alive.
@@ -196,9 +224,9 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig) (*Result, error) {
 		silentC = silent.C
 	}
 	done := ctx.Done()
-	killedBy := Exited
+	var killedBy *Outcome
 	kill := func(why Outcome) {
-		killedBy = why
+		killedBy = &why
 		// SIGKILL to pid 1 of the pid namespace: the kernel kills every
 		// process in it, and our wait returns only after they are gone.
 		cmd.Process.Kill()
@@ -221,6 +249,11 @@ loop:
 				silent.Reset(s.MaxSilent - idle)
 			}
 		case status = <-statusCh:
+			// Silence counts from the builder's start, not the setup's
+			// (the init stage writes nothing to the log).
+			if len(status) == 0 {
+				lastOutput.Store(time.Now().UnixNano())
+			}
 			gotStatus = true
 			statusCh = nil
 			p.configW.Close()
@@ -246,9 +279,9 @@ loop:
 
 	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
-	case killedBy != Exited:
-		res.Outcome = killedBy
-		switch killedBy {
+	case killedBy != nil:
+		res.Outcome = *killedBy
+		switch *killedBy {
 		case TimedOut:
 			res.Limit = s.Timeout
 		case Silent:

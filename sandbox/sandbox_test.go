@@ -1,11 +1,14 @@
 package sandbox
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 	"testing"
 )
 
@@ -19,6 +22,7 @@ ls -a / > root; ls -a /store > store; ls -a /dev > dev; ls -a /etc > etc
 cat /etc/passwd > passwd; cat /etc/group > group; cat /etc/hosts > hosts
 grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status > status
 readlink /proc/self/fd/0 > stdin
+cat /proc/self/personality > personality; ulimit -c > core; umask > umask; uname -m > machine
 echo out; echo err >&2`)
 	b.mustSucceed(t)
 	want := map[string]string{
@@ -37,7 +41,11 @@ echo out; echo err >&2`)
 		"hosts":    "127.0.0.1 localhost\n::1 localhost",
 		"status": "CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n" +
 			"CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2",
-		"stdin": "/dev/null",
+		"stdin":       "/dev/null",
+		"personality": "00040000",
+		"core":        "0",
+		"umask":       "0022",
+		"machine":     hostMachine(t),
 	}
 	for name, w := range want {
 		got := b.output(t, name)
@@ -105,8 +113,8 @@ func TestOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "chroot-") {
-			t.Errorf("the chroot %s was left behind", e.Name())
+		if strings.HasPrefix(e.Name(), "sandbox-") {
+			t.Errorf("the scratch dir %s was left behind", e.Name())
 		}
 	}
 }
@@ -139,9 +147,10 @@ echo gone > /dev/null && head -c 3 /dev/zero | wc -c > $out/zero
 head -c 16 /dev/urandom | wc -c > $out/urandom
 echo x > /dev/full; echo $? > $out/full
 test -c /dev/pts/ptmx && test -L /dev/ptmx && echo yes > $out/ptmx
+test -c /dev/kvm && echo yes > $out/kvm; touch $out/kvm
 echo s > /dev/shm/s && echo t > /tmp/t && echo b > /build/b && cat /dev/shm/s /tmp/t /build/b | tr -d '\n' > $out/writable`)
 	b.mustSucceed(t)
-	for name, want := range map[string]string{"zero": "3", "urandom": "16", "full": "1", "ptmx": "yes", "writable": "stb"} {
+	for name, want := range map[string]string{"zero": "3", "urandom": "16", "full": "1", "ptmx": "yes", "kvm": "", "writable": "stb"} {
 		if got := b.output(t, name); got != want {
 			t.Errorf("%s: got %q, want %q", name, got, want)
 		}
@@ -155,5 +164,44 @@ func writeHost(t testing.TB, p, content string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A 32-bit build sees a 32-bit machine, as under Nix.
+func TestLinux32(t *testing.T) {
+	b := newBuild(t, "mkdir $out; uname -m > $out/machine; cat /proc/self/personality > $out/personality")
+	b.Linux32 = true
+	b.mustSucceed(t)
+	if got := b.output(t, "machine"); got != "i686" {
+		t.Errorf("uname -m: %q, want i686", got)
+	}
+	if got := b.output(t, "personality"); got != "00040008" {
+		t.Errorf("personality: %q, want 00040008", got)
+	}
+}
+
+func hostMachine(t testing.TB) string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	return unix.ByteSliceToString(u.Machine[:])
+}
+
+// With KVM the builder gets /dev/kvm too (as Nix's sandbox does here); on
+// a machine without one, asking for it is a setup error naming it.
+func TestKVM(t *testing.T) {
+	b := newBuild(t, "mkdir $out; ls /dev > $out/dev")
+	b.KVM = true
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		_, err := Run(context.Background(), b.Spec)
+		if err == nil || !strings.Contains(err.Error(), "sandbox: bind-mounting the host's /dev/kvm: no such file or directory") {
+			t.Fatalf("without /dev/kvm on the host: %v", err)
+		}
+		return
+	}
+	b.mustSucceed(t)
+	if got := strings.Fields(b.output(t, "dev")); !slices.Contains(got, "kvm") {
+		t.Errorf("/dev: %v, want kvm in it", got)
 	}
 }

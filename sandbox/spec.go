@@ -53,20 +53,28 @@ type Spec struct {
 	// Outputs name what the builder must create: Path is the logical output
 	// path (directly under StoreDir), Host where Run moves whatever the
 	// builder left at Path when it ends, whatever its exit status. Host
-	// must not exist; its directory must, on the filesystem of ChrootDir
+	// must not exist; its directory must, on the filesystem of ScratchDir
 	// (outputs are renamed, never copied). An output the builder did not
 	// create is simply absent at Host.
 	Outputs []Mount
-	// ChrootDir is the host directory that becomes the builder's root. It
-	// must not exist; Run creates it and removes it when done. Empty means
-	// a fresh directory beside BuildDir.
-	ChrootDir string
+	// ScratchDir is the host directory that holds what the builder writes
+	// besides BuildDir: the store dir it sees (where it makes its outputs)
+	// and /tmp. It must not exist; Run creates it and removes it when done.
+	// Empty means a fresh directory beside BuildDir.
+	ScratchDir string
 	// Network keeps the host's network (fixed-output derivations), with the
 	// host's /etc/resolv.conf, /etc/services and /etc/hosts. Otherwise the
 	// builder has only its own loopback interface.
 	Network bool
+	// KVM also binds the host's /dev/kvm, as Nix does on a machine with the
+	// kvm system feature.
+	KVM bool
+	// Linux32 runs the builder with the 32-bit personality (uname says
+	// i686), as Nix does for an i686-linux derivation on x86_64-linux.
+	Linux32 bool
 	// Log receives the builder's stdout and stderr (nil discards them).
-	// Writes come from one goroutine.
+	// Writes come from one goroutine; a Write that blocks blocks the
+	// builder (the pipe fills) and Run's return.
 	Log io.Writer
 	// HostUID and HostGID are what the build user and group are on the
 	// host: unprivileged, never 0, and one pair per concurrent build, so
@@ -123,8 +131,8 @@ func (s *Spec) check() error {
 	} else if !fi.IsDir() {
 		return bad("build dir %s: not a directory", s.BuildDir)
 	}
-	if s.ChrootDir != "" {
-		if err := absClean("chroot dir", s.ChrootDir); err != nil {
+	if s.ScratchDir != "" {
+		if err := absClean("scratch dir", s.ScratchDir); err != nil {
 			return bad("%w", err)
 		}
 	}
