@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"storefs/store"
@@ -30,7 +31,7 @@ func (g *derivationGoal) init(ctx context.Context) (map[string]storepath.Path, e
 		return nil, err
 	} else if !ok {
 		if g.w.subst == nil {
-			return nil, fmt.Errorf("derivation %s: %w", g.print(g.drvPath), store.ErrNotValid)
+			return nil, fmt.Errorf("cannot build %s: the derivation is %w (storefs derivation add adds it)", g.print(g.drvPath), store.ErrNotValid)
 		}
 		if err := g.w.substitute(ctx, g.drvPath); err != nil {
 			return nil, fmt.Errorf("derivation %s is not valid and cannot be substituted: %w", g.print(g.drvPath), err)
@@ -54,16 +55,27 @@ func (g *derivationGoal) haveDerivation(ctx context.Context) (map[string]storepa
 	if done, err := g.allValid(); err != nil || done {
 		return g.outputs, err
 	}
-	if ttl := g.w.opts.FailureTTL; ttl > 0 {
-		f, err := g.w.store.LookupFailure(g.drvPath)
-		if err != nil {
-			return nil, err
-		}
-		if f != nil && time.Since(f.Time) < ttl {
-			return nil, &BuildError{Drv: g.print(g.drvPath), Status: f.Status, Message: f.Message, Cached: true}
-		}
+	if err := g.rememberedFailure(); err != nil {
+		return nil, err
 	}
 	return g.trySubstitute(ctx)
+}
+
+// rememberedFailure is the build's failure if one is remembered within
+// the failure TTL.
+func (g *derivationGoal) rememberedFailure() error {
+	ttl := g.w.opts.FailureTTL
+	if ttl <= 0 {
+		return nil
+	}
+	f, err := g.w.store.LookupFailure(g.drvPath)
+	if err != nil {
+		return err
+	}
+	if f != nil && time.Since(f.Time) < ttl {
+		return &BuildError{Drv: g.print(g.drvPath), Status: f.Status, Message: f.Message, Cached: true}
+	}
+	return nil
 }
 
 // trySubstitute fetches the invalid outputs from binary caches, as Nix
@@ -89,8 +101,13 @@ func (g *derivationGoal) trySubstitute(ctx context.Context) (map[string]storepat
 }
 
 // realiseInputs makes the input derivations' outputs and the input sources
-// valid.
+// valid, once it is known that this machine can build the derivation.
 func (g *derivationGoal) realiseInputs(ctx context.Context) (map[string]storepath.Path, error) {
+	if c, ok := g.w.builder.(BuildChecker); ok {
+		if err := c.CanBuild(g.drvPath, g.drv); err != nil {
+			return nil, err
+		}
+	}
 	type input struct {
 		p     storepath.Path
 		isDrv bool
@@ -129,7 +146,8 @@ func (g *derivationGoal) tryToBuild(ctx context.Context) (map[string]storepath.P
 	if err := acquire(ctx, g.w.buildSlots); err != nil {
 		return nil, err
 	}
-	defer func() { <-g.w.buildSlots }()
+	freeSlot := sync.OnceFunc(func() { <-g.w.buildSlots })
+	defer freeSlot()
 	outs := make([]storepath.Path, 0, len(g.outputs))
 	for _, p := range g.outputs {
 		outs = append(outs, p)
@@ -142,13 +160,19 @@ func (g *derivationGoal) tryToBuild(ctx context.Context) (map[string]storepath.P
 	if done, err := g.allValid(); err != nil || done {
 		return g.outputs, err // someone beat us to it
 	}
-	return g.build(ctx)
+	// Or another process built it and failed while we waited for the
+	// locks: one build for many requests, failed or not.
+	if err := g.rememberedFailure(); err != nil {
+		return nil, err
+	}
+	return g.build(ctx, freeSlot)
 }
 
-// build runs the builder; on failure the failure is remembered.
-func (g *derivationGoal) build(ctx context.Context) (map[string]storepath.Path, error) {
+// build runs the builder; on failure the failure is remembered. The build
+// slot is freed as soon as the builder has exited (freeSlot).
+func (g *derivationGoal) build(ctx context.Context, freeSlot func()) (map[string]storepath.Path, error) {
 	g.w.event(Event{Kind: BuildStarted, Path: g.drvPath})
-	opts := BuildOptions{Cores: g.w.opts.Cores, Timeout: g.w.opts.Timeout, MaxSilent: g.w.opts.MaxSilent}
+	opts := BuildOptions{Cores: g.w.opts.Cores, Timeout: g.w.opts.Timeout, MaxSilent: g.w.opts.MaxSilent, BuilderDone: freeSlot}
 	err := g.w.builder.Build(ctx, g.drvPath, g.drv, opts)
 	if err == nil {
 		if done, verr := g.allValid(); verr != nil || !done {
@@ -159,6 +183,9 @@ func (g *derivationGoal) build(ctx context.Context) (map[string]storepath.Path, 
 		}
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = stopped(ctx)
+		}
 		g.w.event(Event{Kind: BuildFailed, Path: g.drvPath, Err: err})
 		var be *BuildError
 		if errors.As(err, &be) { // the build ran and failed, whoever still waits

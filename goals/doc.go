@@ -7,9 +7,11 @@
 //   - A DerivationGoal (derivation_goal.go) makes a derivation's outputs
 //     valid: load the derivation; outputs valid already -> done; a failure
 //     remembered within the failure TTL -> fail fast; try to substitute the
-//     outputs; realise the input derivations and input sources; take a build
-//     slot and the outputs' locks; check validity again ("someone beat us to
-//     it"); build; register.
+//     outputs; refuse what this machine cannot build (BuildChecker: another
+//     system, missing features) before anything is built for it; realise
+//     the input derivations and input sources; take a build slot and the
+//     outputs' locks; check validity again ("someone beat us to it");
+//     build; register.
 //   - A SubstitutionGoal (substitution_goal.go) makes one path valid from a
 //     binary cache: its references first, then the path itself.
 //
@@ -24,15 +26,22 @@
 //     processes the store's path locks give the same: a goal takes its
 //     outputs' locks, then checks validity again before building.
 //  2. A goal runs while someone wants it. Each requester holds a reference;
-//     when a requester's context ends it lets go, and when the last one has
-//     gone the goal's context is cancelled (killing its builder) and the goal
-//     leaves the map at once, so a new request starts afresh.
+//     when a requester's context ends it lets go (returning at once), and
+//     when the last one has gone the goal's context is cancelled (killing
+//     its builder) and the goal leaves the map at once, so a new request
+//     starts afresh. Worker.Wait returns once every goal has wound down: a
+//     command calls it before exiting, so no builder outlives it.
 //  3. No more than MaxJobs builders run at once (build slots), and no more
 //     than MaxSubstitutionJobs substitutions.
-//  4. A failed build is remembered in the store (failures bucket) with its
-//     reason and status, so requests within FailureTTL fail fast;
-//     ClearFailures forgets. A goal that fails because an input failed says
-//     which.
+//  4. A failed build (a *BuildError: the builder ran, or its outputs were
+//     refused) is remembered in the store (failures bucket) with its reason
+//     and status, so requests within FailureTTL fail fast with the same
+//     message and exit status; ClearFailures forgets. Cancellations, setup
+//     errors and "cannot build here" are not remembered. A goal that fails
+//     because an input failed says which (DependencyError).
+//  5. Exit statuses are Nix's (errors.go): 100 the builder failed, 101 timed
+//     out, 102 hash mismatch, or'ed across failures; 1 when no failure is a
+//     build failure (outputs refused, bad input).
 //
 // # Lock order
 //
@@ -41,7 +50,7 @@
 //
 // # Seams
 //
-// goals defines what it needs from the outside, Builder and Substituter
-// (interfaces.go); realise/ implements them and cmd/storefs wires them in.
-// Tests inject fakes through the same seams.
+// goals defines what it needs from the outside, Builder (optionally a
+// BuildChecker) and Substituter (interfaces.go); realise/ implements them
+// and cmd/storefs wires them in. Tests inject fakes through the same seams.
 package goals

@@ -1,36 +1,49 @@
 package goals
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"storefs/store/storepath"
 )
 
-// Status bits of a failure, combined into an exit code as Nix combines
-// them: 100 for a build failure, 101 timed out, 102 hash mismatch, or'ed
-// (103 is a timeout and a hash mismatch).
+// Statuses of a failed build, as Nix's: a builder that failed (100),
+// timed out (101) or made a fixed output with another hash (102). Their
+// low bits are or'ed into the exit code (103 is a timeout and a hash
+// mismatch). A builder that succeeded but whose outputs were refused
+// (missing, a reference cycle, a broken reference rule) is
+// StatusOutputRejected, which adds no bit: Nix exits 1 then.
 const (
-	StatusBuildFailed  = 0x64 // 100
-	StatusTimedOut     = 0x65 // 101
-	StatusHashMismatch = 0x66 // 102
+	StatusOutputRejected = 1
+	StatusBuildFailed    = 0x64 // 100
+	StatusTimedOut       = 0x65 // 101
+	StatusHashMismatch   = 0x66 // 102
 )
 
-// ExitStatus combines the statuses of several failures as Nix does: 1 when
-// none is a build failure.
+// ExitStatus combines the statuses of every BuildError in errs (looking
+// through DependencyErrors and joined errors) as Nix does: 1 when none
+// is a build failure.
 func ExitStatus(errs ...error) int {
 	mask := 0
+	var walk func(err error)
+	walk = func(err error) {
+		if be, ok := err.(*BuildError); ok {
+			if be.Status >= StatusBuildFailed && be.Status < 0x70 {
+				mask |= be.Status &^ 0x60
+			}
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
 	for _, err := range errs {
-		var be *BuildError
-		if errors.As(err, &be) {
-			mask |= be.Status &^ 0x60
-			continue
-		}
-		var de *DependencyError
-		if errors.As(err, &de) {
-			mask |= ExitStatus(de.Err) &^ 0x60
-		}
+		walk(err)
 	}
 	if mask == 0 {
 		return 1
@@ -41,7 +54,7 @@ func ExitStatus(errs ...error) int {
 // BuildError is a build that ran and failed (or was remembered to have).
 type BuildError struct {
 	Drv     string // the .drv path
-	Status  int    // StatusBuildFailed, StatusTimedOut, StatusHashMismatch
+	Status  int    // StatusBuildFailed, StatusTimedOut, StatusHashMismatch, StatusOutputRejected
 	Message string // what went wrong, e.g. "builder exited with code 1"
 	LogTail []string
 	Cached  bool // failed fast: remembered from an earlier build

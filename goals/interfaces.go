@@ -19,11 +19,27 @@ type Builder interface {
 	Build(ctx context.Context, drv storepath.Path, d *derivation.Derivation, opts BuildOptions) error
 }
 
+// BuildChecker is a Builder that can tell beforehand that it cannot build
+// a derivation at all. A DerivationGoal asks it before it realises the
+// inputs, so that nothing is built in vain.
+type BuildChecker interface {
+	// CanBuild says why d cannot be built here (another system, missing
+	// system features), or nil. The error is not a build failure and is
+	// not remembered.
+	CanBuild(drv storepath.Path, d *derivation.Derivation) error
+}
+
 // BuildOptions are the limits a build runs under.
 type BuildOptions struct {
 	Cores     int           // NIX_BUILD_CORES
 	Timeout   time.Duration // 0: none
 	MaxSilent time.Duration // 0: none
+	// BuilderDone, if set, is called once the builder's last process is
+	// gone, before the outputs are checked and registered: the goal gives
+	// its build slot back then, so that the next builder runs while this
+	// one's outputs are hashed and synced to disk. Calling it more than
+	// once is harmless.
+	BuilderDone func()
 }
 
 // Substituter fetches paths from binary caches.

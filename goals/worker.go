@@ -18,7 +18,7 @@ type Options struct {
 	MaxSubstitutionJobs int           // 0 means 16
 	Cores               int           // NIX_BUILD_CORES; 0 means the number of cores
 	KeepGoing           bool          // build what can be built; otherwise stop at the first failure
-	FailureTTL          time.Duration // how long a failure is remembered; 0 means 10 minutes, <0 never
+	FailureTTL          time.Duration // how long a failure makes requests fail fast; 0 or less: not at all (failures are still recorded)
 	Timeout             time.Duration // per build; 0: none
 	MaxSilent           time.Duration // per build; 0: none
 	Observer            Observer      // progress; may be nil
@@ -63,6 +63,8 @@ type Worker struct {
 
 	mu    sync.Mutex       // guards goals
 	goals map[string]*goal // "drv:<base>" or "sub:<base>" -> the running goal
+
+	running sync.WaitGroup // one count per goal goroutine, for Wait
 }
 
 // New makes a Worker over s. subst may be nil.
@@ -75,9 +77,6 @@ func New(s *store.Store, b Builder, subst Substituter, opts Options) *Worker {
 	}
 	if opts.Cores <= 0 {
 		opts.Cores = runtime.NumCPU()
-	}
-	if opts.FailureTTL == 0 {
-		opts.FailureTTL = 10 * time.Minute
 	}
 	return &Worker{
 		store: s, builder: b, subst: subst, opts: opts,
@@ -103,19 +102,24 @@ type goal struct {
 	err     error
 
 	refs   int // requesters still waiting; guarded by Worker.mu
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 }
 
 // want runs the goal named key (starting it with run unless it is running)
 // and waits for its result or for ctx to end.
 func (w *Worker) want(ctx context.Context, key string, run func(ctx context.Context) (map[string]storepath.Path, error)) (map[string]storepath.Path, error) {
+	if ctx.Err() != nil {
+		return nil, stopped(ctx) // a goal nobody waits for would start and stop at once
+	}
 	w.mu.Lock()
 	g := w.goals[key]
 	if g == nil {
-		gctx, cancel := context.WithCancel(context.Background())
+		gctx, cancel := context.WithCancelCause(context.Background())
 		g = &goal{done: make(chan struct{}), cancel: cancel}
 		w.goals[key] = g
+		w.running.Add(1)
 		go func() {
+			defer w.running.Done()
 			outs, err := run(gctx)
 			w.mu.Lock()
 			g.outputs, g.err = outs, err
@@ -123,7 +127,7 @@ func (w *Worker) want(ctx context.Context, key string, run func(ctx context.Cont
 				delete(w.goals, key)
 			}
 			w.mu.Unlock()
-			cancel()
+			cancel(nil)
 			close(g.done)
 		}()
 	}
@@ -136,8 +140,27 @@ func (w *Worker) want(ctx context.Context, key string, run func(ctx context.Cont
 		return g.outputs, g.err
 	case <-ctx.Done():
 		w.release(key, g)
-		return nil, ctx.Err()
+		return nil, stopped(ctx)
 	}
+}
+
+// ErrNoRequester is why a goal stops when everyone who wanted it has
+// given up (errors.Is context.Canceled).
+var ErrNoRequester = fmt.Errorf("nobody wants it any more: %w", context.Canceled)
+
+// stopped is why a requester gave up: the context's error (errors.Is
+// context.Canceled or DeadlineExceeded), saying its cause if it has one,
+// e.g. "interrupt signal received".
+func stopped(ctx context.Context) error {
+	err := ctx.Err()
+	cause := context.Cause(ctx)
+	switch {
+	case cause == nil || cause == err:
+		return err
+	case errors.Is(cause, err):
+		return cause
+	}
+	return fmt.Errorf("%v: %w", cause, err)
 }
 
 // release drops one requester; the last one out cancels the goal and takes
@@ -150,9 +173,15 @@ func (w *Worker) release(key string, g *goal) {
 		if w.goals[key] == g {
 			delete(w.goals, key)
 		}
-		g.cancel()
+		g.cancel(ErrNoRequester)
 	}
 }
+
+// Wait returns when every goal has finished. A requester that gives up
+// (its context ends) returns at once, while the goal it leaves behind is
+// still killing its builder; a command calls Wait before it exits, so that
+// no builder outlives it and no scratch space is left behind.
+func (w *Worker) Wait() { w.running.Wait() }
 
 // Running returns the keys of the goals running now, for status reports.
 func (w *Worker) Running() []string {

@@ -28,12 +28,21 @@ import (
 type fakeBuilder struct {
 	s *store.Store
 
-	mu      sync.Mutex
-	running int
-	maxRun  int
-	builds  map[storepath.Path]int
-	delay   time.Duration
-	started chan storepath.Path // if non-nil, told of each build start
+	mu        sync.Mutex
+	running   int
+	maxRun    int
+	builds    map[storepath.Path]int
+	delay     time.Duration
+	stopDelay time.Duration       // how long a blocked build takes to stop
+	started   chan storepath.Path // if non-nil, told of each build start
+}
+
+// CanBuild refuses derivations whose env has system=elsewhere.
+func (b *fakeBuilder) CanBuild(drv storepath.Path, d *derivation.Derivation) error {
+	if d.Env["system"] == "elsewhere" {
+		return fmt.Errorf("%s: not for this machine", b.s.Print(drv))
+	}
+	return nil
 }
 
 func (b *fakeBuilder) Build(ctx context.Context, drv storepath.Path, d *derivation.Derivation, opts BuildOptions) error {
@@ -41,10 +50,20 @@ func (b *fakeBuilder) Build(ctx context.Context, drv storepath.Path, d *derivati
 	b.running++
 	b.maxRun = max(b.maxRun, b.running)
 	b.mu.Unlock()
-	// builds counts builds that ran to an end, not cancelled ones.
-	defer func() {
+	// running counts "builder processes": they end before registration,
+	// when the slot is given back, as with a real builder.
+	exited := sync.OnceFunc(func() {
 		b.mu.Lock()
 		b.running--
+		b.mu.Unlock()
+		if opts.BuilderDone != nil {
+			opts.BuilderDone()
+		}
+	})
+	// builds counts builds that ran to an end, not cancelled ones.
+	defer func() {
+		exited()
+		b.mu.Lock()
 		if ctx.Err() == nil {
 			b.builds[drv]++
 		}
@@ -55,6 +74,7 @@ func (b *fakeBuilder) Build(ctx context.Context, drv storepath.Path, d *derivati
 	}
 	if d.Env["block"] == "1" {
 		<-ctx.Done()
+		time.Sleep(b.stopDelay) // as a real builder takes time to die
 		return ctx.Err()
 	}
 	select {
@@ -62,6 +82,7 @@ func (b *fakeBuilder) Build(ctx context.Context, drv storepath.Path, d *derivati
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	exited()
 	if d.Env["fail"] == "1" {
 		return &BuildError{Drv: b.s.Print(drv), Status: StatusBuildFailed, Message: "builder exited with code 1", LogTail: []string{"boom"}}
 	}
@@ -99,6 +120,9 @@ func (c *counter) Write(p []byte) (int, error) { c.n += uint64(len(p)); return c
 type testEnv struct {
 	s *store.Store
 	b *fakeBuilder
+
+	mu      sync.Mutex
+	workers []*Worker // waited for before the store is checked
 }
 
 func newEnv(t *testing.T) *testEnv {
@@ -107,7 +131,14 @@ func newEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e := &testEnv{s: s, b: &fakeBuilder{s: s, builds: map[storepath.Path]int{}}}
 	t.Cleanup(func() {
+		// Goals a test gave up on may still be registering.
+		e.mu.Lock()
+		for _, w := range e.workers {
+			w.Wait()
+		}
+		e.mu.Unlock()
 		probs, err := s.Check(store.CheckOptions{Contents: true})
 		if err != nil {
 			t.Error(err)
@@ -117,7 +148,7 @@ func newEnv(t *testing.T) *testEnv {
 		}
 		s.Close()
 	})
-	return &testEnv{s: s, b: &fakeBuilder{s: s, builds: map[storepath.Path]int{}}}
+	return e
 }
 
 // drv adds a derivation named name with the given inputs and extra env.
@@ -144,7 +175,11 @@ func (e *testEnv) drv(t *testing.T, name string, inputs []storepath.Path, env ma
 }
 
 func (e *testEnv) worker(opts Options) *Worker {
-	return New(e.s, e.b, nil, opts)
+	w := New(e.s, e.b, nil, opts)
+	e.mu.Lock()
+	e.workers = append(e.workers, w)
+	e.mu.Unlock()
+	return w
 }
 
 func (e *testEnv) output(t *testing.T, drv storepath.Path) storepath.Path {
@@ -289,6 +324,81 @@ func TestCancellation(t *testing.T) {
 	}
 }
 
+// TestCanBuild: a derivation this machine cannot build fails before its
+// inputs are built and before a build starts, and is not remembered.
+func TestCanBuild(t *testing.T) {
+	e := newEnv(t)
+	in := e.drv(t, "in", nil, nil)
+	top := e.drv(t, "top", []storepath.Path{in}, map[string]string{"system": "elsewhere"})
+	obs := &recorder{}
+	w := e.worker(Options{FailureTTL: time.Hour, Observer: obs})
+	_, err := w.BuildDerivation(context.Background(), top)
+	if err == nil || !strings.Contains(err.Error(), "not for this machine") {
+		t.Fatalf("err = %v, want CanBuild's error", err)
+	}
+	var be *BuildError
+	if errors.As(err, &be) || ExitStatus(err) != 1 {
+		t.Errorf("err = %#v (exit status %d): not a build failure, exit status 1", err, ExitStatus(err))
+	}
+	if e.b.builds[in] != 0 || len(obs.events()) != 0 {
+		t.Errorf("input built %d times, events %v; want nothing started", e.b.builds[in], obs.events())
+	}
+	if f, err := e.s.LookupFailure(top); err != nil || f != nil {
+		t.Errorf("failure remembered: %v %v", f, err)
+	}
+}
+
+// recorder is an Observer that keeps every event.
+type recorder struct {
+	mu sync.Mutex
+	ev []Event
+}
+
+func (r *recorder) Event(e Event) {
+	r.mu.Lock()
+	r.ev = append(r.ev, e)
+	r.mu.Unlock()
+}
+
+func (r *recorder) events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.ev...)
+}
+
+// TestWait: a requester that gives up returns at once; Wait returns only
+// once the goal it left has stopped its builder.
+func TestWait(t *testing.T) {
+	e := newEnv(t)
+	e.b.started = make(chan storepath.Path, 1)
+	e.b.stopDelay = 100 * time.Millisecond
+	slow := e.drv(t, "slow", nil, map[string]string{"block": "1"})
+	w := e.worker(Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { _, err := w.BuildDerivation(ctx, slow); errc <- err }()
+	<-e.b.started
+	t0 := time.Now()
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("requester: %v", err)
+	}
+	if d := time.Since(t0); d > 50*time.Millisecond {
+		t.Errorf("the requester waited %v for the builder to stop", d)
+	}
+	w.Wait()
+	e.b.mu.Lock()
+	running := e.b.running
+	e.b.mu.Unlock()
+	if running != 0 || time.Since(t0) < e.b.stopDelay {
+		t.Errorf("Wait returned after %v with %d builders running", time.Since(t0), running)
+	}
+	// A request with an ended context starts nothing.
+	if _, err := w.BuildDerivation(ctx, slow); !errors.Is(err, context.Canceled) || len(w.Running()) != 0 {
+		t.Errorf("request with a cancelled context: %v, running %v", err, w.Running())
+	}
+}
+
 // TestModel builds random DAGs with random failures and random
 // cancellations and checks the engine's invariants after each run.
 func TestModel(t *testing.T) {
@@ -344,11 +454,9 @@ func TestModel(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		// Wait for cancelled goals to wind down.
-		for deadline := time.Now().Add(5 * time.Second); len(w.Running()) > 0; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("seed %d run %d: goals still running: %v", seed, run, w.Running())
-			}
+		w.Wait() // cancelled goals wind down
+		if r := w.Running(); len(r) > 0 {
+			t.Fatalf("seed %d run %d: goals still running after Wait: %v", seed, run, r)
 		}
 		if e.b.maxRun > maxJobs {
 			t.Errorf("seed %d run %d: %d builders at once, max-jobs %d", seed, run, e.b.maxRun, maxJobs)

@@ -1,29 +1,37 @@
 // Package realise does one step of the goal engine: it runs one
 // derivation's builder in the sandbox and registers the outputs (Builder),
-// and (in a later part) fetches one path from a binary cache.
+// or fetches one path from a binary cache (substitute*.go, cache*.go).
 //
 // # A build, step by step (Builder.Build)
 //
-//  1. Refuse what cannot be built here: another system, a builder outside
-//     the inputs' closure.
+//  1. Refuse what cannot be built here (CanBuild, asked by the goal before
+//     the inputs are built): another system, or required system features
+//     this machine lacks, with Nix's message.
 //  2. Compute the inputs' closure: the input sources and the wanted outputs
 //     of the input derivations, with everything they refer to. Only these
 //     paths are mounted in the sandbox, read-only, from the backing
-//     directory (the builder never reads through the FUSE mount).
-//  3. Make the environment Nix gives a builder (docs/formats.md, "Builder
-//     environment") and a fresh build directory, mounted at /build.
-//  4. Run the builder (sandbox.Run) with its log going to the build log
-//     (logs/<drv>.gz) and a ring of its last lines.
-//  5. Check the outputs: each exists; a fixed output has its declared hash;
-//     references are the hash parts of the closure and outputs found in the
-//     output's NAR (one pass computes the NAR hash, the size and the
-//     references); allowedReferences, allowedRequisites,
+//     directory (the builder never reads through the FUSE mount). A builder
+//     outside the closure is refused.
+//  3. Take a build user: a host uid no other build of this store uses, in
+//     any process (an flock per uid in builds/).
+//  4. Make the environment Nix gives a builder (docs/formats.md, "Builder
+//     environment"; Nix 2.8's initEnv) and a fresh build directory,
+//     mounted at /build.
+//  5. Run the builder (sandbox.Run) with its log going to the build log
+//     (logs/<drv>.gz) and a ring of its last lines. A builder that cannot
+//     be executed fails as the builder (100), as in Nix.
+//  6. Check the outputs (outputs.go): each exists; a fixed output has its
+//     declared hash and no references; references are the hash parts of
+//     the closure and outputs found in the output's NAR (one pass computes
+//     the NAR hash, the size and the references); the outputs do not refer
+//     to each other in a cycle; allowedReferences, allowedRequisites,
 //     disallowedReferences and disallowedRequisites hold.
-//  6. Register every output in one transaction, deriver the .drv. The store
+//  7. Register every output in one transaction, deriver the .drv. The store
 //     canonicalises the contents.
 //
 // Failures of the build itself are *goals.BuildError with Nix's statuses
-// (100 failed, 101 timed out, 102 hash mismatch) and the log's last lines.
+// (100 failed, 101 timed out, 102 hash mismatch; outputs refused: Nix exits
+// 1) and the log's last lines.
 package realise
 
 import (
@@ -33,10 +41,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"storefs/goals"
 	"storefs/sandbox"
@@ -56,13 +66,11 @@ type Builder struct {
 	// System is the platform this machine builds for, e.g. x86_64-linux.
 	System string
 	// UIDBase is the first of the unprivileged host uids (and gids) that
-	// builders run as, one per concurrent build.
+	// builders run as, one per concurrent build across every process
+	// (0: DefaultUIDBase).
 	UIDBase int
 	// OnLogLine, if set, hears each line a builder prints.
 	OnLogLine func(drv storepath.Path, line string)
-
-	mu       sync.Mutex // guards uidsUsed
-	uidsUsed map[int]bool
 }
 
 // HostSystem is Nix's name for this machine's platform.
@@ -77,19 +85,27 @@ func HostSystem() string {
 // DefaultUIDBase is the first host uid builders run as.
 const DefaultUIDBase = 872000
 
-var _ goals.Builder = (*Builder)(nil)
+var (
+	_ goals.Builder      = (*Builder)(nil)
+	_ goals.BuildChecker = (*Builder)(nil)
+)
+
+// CanBuild refuses a derivation for another system, or one that requires
+// system features this machine lacks, with Nix's message.
+func (b *Builder) CanBuild(drv storepath.Path, d *derivation.Derivation) error {
+	system := b.System
+	if system == "" {
+		system = HostSystem()
+	}
+	return checkPlatform(b.Store.Print(drv), d, system)
+}
 
 // Build runs the builder of d (stored at drv) and registers its outputs.
 func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.Derivation, opts goals.BuildOptions) error {
 	s := b.Store
 	drvName := s.Print(drv)
-	system := b.System
-	if system == "" {
-		system = HostSystem()
-	}
-	if d.System != system {
-		return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed,
-			Message: fmt.Sprintf("a %q derivation cannot be built on this %q machine", d.System, system)}
+	if err := b.CanBuild(drv, d); err != nil {
+		return err
 	}
 	closure, err := b.inputClosure(d)
 	if err != nil {
@@ -98,7 +114,10 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 	if err := b.checkBuilder(d, closure); err != nil {
 		return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed, Message: err.Error()}
 	}
-	uid, release := b.takeUID()
+	uid, release, err := b.takeUID()
+	if err != nil {
+		return fmt.Errorf("building %s: %w", drvName, err)
+	}
 	defer release()
 
 	scratch, err := s.NewTemp()
@@ -152,12 +171,20 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 	}
 	spec.Log = log
 	res, err := sandbox.Run(ctx, spec)
+	if opts.BuilderDone != nil {
+		opts.BuilderDone() // its processes are gone: the next may start
+	}
 	if cerr := log.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if msg, ok := execFailure(err, d.Builder); ok {
+			// The builder's fault, not the sandbox's: Nix reports it as a
+			// builder that failed.
+			return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed, Message: msg, LogTail: log.Tail()}
 		}
 		return fmt.Errorf("building %s: %w", drvName, err)
 	}
@@ -234,9 +261,12 @@ func (b *Builder) checkBuilder(d *derivation.Derivation, closure []storepath.Pat
 	return fmt.Errorf("builder %q is not in the closure of the derivation's inputs", d.Builder)
 }
 
-// builderEnv is the environment Nix gives a builder, in Nix's order of
-// precedence: defaults, then the derivation's env, then the build dir
-// variables. passAsFile attributes become files in the build dir.
+// builderEnv is the environment Nix gives a builder (Nix 2.8's initEnv),
+// in its order of precedence: defaults, then the derivation's env, then
+// the build dir variables. passAsFile attributes become files in the
+// build dir, mode 0644 as Nix writes them. A fixed-output derivation
+// also gets NIX_OUTPUT_CHECKED=1 and the values its impureEnvVars name,
+// from this process's environment.
 func builderEnv(dir storepath.Dir, d *derivation.Derivation, buildDir string, cores int) ([]string, error) {
 	const top = "/build"
 	env := map[string]string{
@@ -255,14 +285,23 @@ func builderEnv(dir storepath.Dir, d *derivation.Derivation, buildDir string, co
 			continue
 		}
 		sum := nixhash.Sum(nixhash.SHA256, []byte(k))
-		fn := ".attr-" + nixbase32.EncodeToString(sum.Digest())
-		if err := os.WriteFile(filepath.Join(buildDir, fn), []byte(v), 0o444); err != nil {
-			return nil, err
+		fn := filepath.Join(buildDir, ".attr-"+nixbase32.EncodeToString(sum.Digest()))
+		if err := os.WriteFile(fn, []byte(v), 0o644); err != nil {
+			return nil, fmt.Errorf("passAsFile %q: %w", k, err)
 		}
-		env[k+"Path"] = top + "/" + fn
+		if err := os.Chmod(fn, 0o644); err != nil { // whatever the umask
+			return nil, fmt.Errorf("passAsFile %q: %w", k, err)
+		}
+		env[k+"Path"] = top + "/" + filepath.Base(fn)
 	}
 	for _, k := range []string{"NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP", "TEMP", "PWD"} {
 		env[k] = top
+	}
+	if d.IsFixedOutput() {
+		env["NIX_OUTPUT_CHECKED"] = "1"
+		for _, k := range strings.Fields(d.Env["impureEnvVars"]) {
+			env[k] = os.Getenv(k)
+		}
 	}
 	env["NIX_LOG_FD"] = "2"
 	env["TERM"] = "xterm-256color"
@@ -274,27 +313,77 @@ func builderEnv(dir storepath.Dir, d *derivation.Derivation, buildDir string, co
 	return out, nil
 }
 
-// takeUID hands out an unprivileged host uid no other build is using.
-func (b *Builder) takeUID() (int, func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.uidsUsed == nil {
-		b.uidsUsed = map[int]bool{}
+// systemFeatures are the features Nix 2.8 gives a Linux machine by
+// default, as it prints them; kvm only where /dev/kvm exists.
+func systemFeatures() []string {
+	f := []string{"benchmark", "big-parallel", "nixos-test"}
+	if _, err := os.Stat("/dev/kvm"); err == nil {
+		f = append(f, "kvm")
 	}
+	sort.Strings(f)
+	return f
+}
+
+// checkPlatform refuses a derivation for another system, or one that
+// requires system features this machine lacks, with Nix's message. It is
+// not a build failure (nothing ran), so it is not remembered and exits 1.
+func checkPlatform(drvName string, d *derivation.Derivation, system string) error {
+	have := systemFeatures()
+	required := strings.Fields(d.Env["requiredSystemFeatures"])
+	sort.Strings(required)
+	required = slices.Compact(required)
+	missing := false
+	for _, f := range required {
+		if !slices.Contains(have, f) {
+			missing = true
+		}
+	}
+	if d.System == system && !missing {
+		return nil
+	}
+	return fmt.Errorf("a '%s' with features {%s} is required to build '%s', but I am a '%s' with features {%s}",
+		d.System, strings.Join(required, ", "), drvName, system, strings.Join(have, ", "))
+}
+
+// execFailure recognises a sandbox that could not execute the builder
+// (missing, not executable, not a program) and says so as Nix does.
+func execFailure(err error, builder string) (string, bool) {
+	var se *sandbox.SetupError
+	if !errors.As(err, &se) || !strings.HasPrefix(se.What, "executing builder") {
+		return "", false
+	}
+	return fmt.Sprintf("executing '%s': %v", builder, se.Err), true
+}
+
+// maxUIDs bounds the host uids tried for builders: more concurrent builds
+// than this on one machine is a mistake.
+const maxUIDs = 4096
+
+// takeUID hands out an unprivileged host uid that no other build uses, in
+// this process or any other on the store: each uid is held by an flock on
+// builds/uid-<n>.lock, as Nix's user pool does, so that two storefs
+// processes never run builders as the same host user.
+func (b *Builder) takeUID() (int, func(), error) {
 	base := b.UIDBase
 	if base == 0 {
 		base = DefaultUIDBase
 	}
-	uid := base
-	for b.uidsUsed[uid] {
-		uid++
+	for uid := base; uid < base+maxUIDs; uid++ {
+		name := filepath.Join(b.Store.BuildsDir(), fmt.Sprintf("uid-%d.lock", uid))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return 0, nil, fmt.Errorf("build user lock: %w", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if err == unix.EWOULDBLOCK {
+				continue
+			}
+			return 0, nil, fmt.Errorf("build user lock %s: %w", name, err)
+		}
+		return uid, func() { f.Close() }, nil
 	}
-	b.uidsUsed[uid] = true
-	return uid, func() {
-		b.mu.Lock()
-		delete(b.uidsUsed, uid)
-		b.mu.Unlock()
-	}
+	return 0, nil, fmt.Errorf("all %d build users from uid %d are busy", maxUIDs, base)
 }
 
 func forceRemove(p string) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"storefs/goals"
@@ -28,26 +29,90 @@ func (b *Builder) checkOutputs(drv storepath.Path, d *derivation.Derivation, out
 		o := d.Outputs[id]
 		host := outputs[id]
 		if _, err := os.Lstat(host); err != nil {
-			return nil, &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed,
-				Message: fmt.Sprintf("builder failed to produce output %q at %s", id, s.Print(o.Path))}
+			return nil, rejected(drvName, "builder failed to produce output path for output '%s' at '%s'", id, s.Print(o.Path))
 		}
 		narHash, narSize, refs, err := scanOutput(host, candidates)
 		if err != nil {
-			return nil, fmt.Errorf("building %s: output %q: %w", drvName, id, err)
+			// E.g. a socket or a fifo, which no NAR holds: refused, as
+			// Nix does, naming the path as the builder saw it.
+			msg := strings.ReplaceAll(err.Error(), host, s.Print(o.Path))
+			return nil, rejected(drvName, "output '%s': %s", id, msg)
 		}
 		info := store.PathInfo{Path: o.Path, NarHash: narHash, NarSize: narSize, References: refs, Deriver: drv}
 		if o.IsFixed() {
-			if err := checkFixed(drvName, o, host, narHash); err != nil {
+			if err := checkFixed(drvName, s.Print(o.Path), o, host, narHash); err != nil {
 				return nil, err
+			}
+			if len(refs) > 0 {
+				// Its path was computed without references; Nix 2.8
+				// aborts on an assertion here, later Nix says this.
+				return nil, rejected(drvName, "illegal path references in fixed-output derivation '%s': %s", drvName, strings.Join(s.Dir.PrintAll(refs), " "))
 			}
 			info.CA = storepath.ContentAddress{Recursive: o.Recursive, Hash: o.Hash}
 		}
 		regs = append(regs, store.Registration{Info: info, Contents: host})
 	}
+	if err := checkCycles(drvName, d, regs); err != nil {
+		return nil, err
+	}
 	if err := b.checkReferenceRules(drvName, d, regs); err != nil {
 		return nil, err
 	}
 	return regs, nil
+}
+
+// rejected is a build whose builder succeeded but whose outputs are
+// refused.
+func rejected(drvName, format string, a ...any) error {
+	return &goals.BuildError{Drv: drvName, Status: goals.StatusOutputRejected, Message: fmt.Sprintf(format, a...)}
+}
+
+// checkCycles refuses outputs that refer to each other in a cycle: no
+// order of registration would have each one's references valid first.
+func checkCycles(drvName string, d *derivation.Derivation, regs []store.Registration) error {
+	ids := map[storepath.Path]string{}
+	for _, id := range d.OutputIDs() {
+		ids[d.Outputs[id].Path] = id
+	}
+	refs := map[string][]string{} // output id -> the other outputs it refers to
+	for _, r := range regs {
+		from := ids[r.Info.Path]
+		for _, p := range r.Info.References {
+			if to, ok := ids[p]; ok && p != r.Info.Path {
+				refs[from] = append(refs[from], to)
+			}
+		}
+	}
+	const (
+		unvisited = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var visit func(id string) error
+	visit = func(id string) error {
+		state[id] = onPath
+		for _, to := range refs[id] {
+			switch state[to] {
+			case onPath:
+				return rejected(drvName, "cycle detected in build of '%s' in the references of output '%s' from output '%s'", drvName, to, id)
+			case unvisited:
+				if err := visit(to); err != nil {
+					return err
+				}
+			}
+		}
+		state[id] = done
+		return nil
+	}
+	for _, id := range d.OutputIDs() {
+		if state[id] == unvisited {
+			if err := visit(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // scanOutput computes an output's NAR hash and size and finds which
@@ -66,8 +131,9 @@ type countingWriter struct{ n uint64 }
 
 func (c *countingWriter) Write(p []byte) (int, error) { c.n += uint64(len(p)); return len(p), nil }
 
-// checkFixed compares a fixed output with its declared hash.
-func checkFixed(drvName string, o derivation.Output, host string, narHash nixhash.Hash) error {
+// checkFixed compares a fixed output with its declared hash. A flat one
+// must be a regular, non-executable file.
+func checkFixed(drvName, outName string, o derivation.Output, host string, narHash nixhash.Hash) error {
 	var got nixhash.Hash
 	switch {
 	case o.Recursive && o.Hash.Algo == nixhash.SHA256:
@@ -83,9 +149,8 @@ func checkFixed(drvName string, o derivation.Output, host string, narHash nixhas
 		if err != nil {
 			return err
 		}
-		if !st.Mode().IsRegular() {
-			return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed,
-				Message: "output of a flat fixed-output derivation is not a regular file"}
+		if !st.Mode().IsRegular() || st.Mode()&0o100 != 0 {
+			return rejected(drvName, "output path '%s' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)", outName)
 		}
 		f, err := os.Open(host)
 		if err != nil {
@@ -100,9 +165,12 @@ func checkFixed(drvName string, o derivation.Output, host string, narHash nixhas
 		got = nixhash.FromHasher(o.Hash.Algo, h)
 	}
 	if got != o.Hash {
+		// Nix 2.8 says "hash mismatch in fixed-output derivation '<drv>':
+		// specified: <SRI> got: <SRI>"; the nix32 forms are what older
+		// expressions write.
 		return &goals.BuildError{Drv: drvName, Status: goals.StatusHashMismatch,
-			Message: fmt.Sprintf("hash mismatch in fixed-output derivation: specified: %s (%s), got: %s (%s)",
-				o.Hash.SRI(), o.Hash, got.SRI(), got)}
+			Message: fmt.Sprintf("hash mismatch in fixed-output derivation '%s': specified: %s (%s), got: %s (%s)",
+				drvName, o.Hash.SRI(), o.Hash, got.SRI(), got)}
 	}
 	return nil
 }
@@ -125,7 +193,7 @@ func (b *Builder) checkReferenceRules(drvName string, d *derivation.Derivation, 
 			}
 			p, err := s.Dir.Parse(w)
 			if err != nil {
-				return nil, fmt.Errorf("reference rule names %q, neither an output nor a store path", w)
+				return nil, fmt.Errorf("derivation contains an illegal reference specifier '%s'", w)
 			}
 			set[p] = true
 		}
@@ -175,7 +243,7 @@ func (b *Builder) checkReferenceRules(drvName string, d *derivation.Derivation, 
 			}
 			set, err := resolve(spec)
 			if err != nil {
-				return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed, Message: err.Error()}
+				return rejected(drvName, "%v", err)
 			}
 			paths := info.References
 			if rule.closured {
@@ -193,12 +261,9 @@ func (b *Builder) checkReferenceRules(drvName string, d *derivation.Derivation, 
 				}
 			}
 			if len(bad) > 0 {
-				verb := "refer to"
-				if rule.closured {
-					verb = "depend on"
-				}
-				return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed,
-					Message: fmt.Sprintf("output %s is not allowed to %s (%s): %s", s.Print(info.Path), verb, rule.key, strings.Join(bad, " "))}
+				sort.Strings(bad)
+				return rejected(drvName, "output '%s' is not allowed to refer to the following paths (%s): %s",
+					s.Print(info.Path), rule.key, strings.Join(bad, " "))
 			}
 		}
 	}

@@ -13,12 +13,37 @@ type refScanner struct {
 	want  map[string]storepath.Path // hash part -> path
 	found map[storepath.Path]bool
 	tail  []byte // the last HashLen-1 bytes seen, for hashes split across writes
+	// prefixes has bit k set when some wanted hash starts with the three
+	// symbols whose alphabet indexes make k (5 bits each): most windows of
+	// nix32 symbols (decimal or hex text) are ruled out by one bit test
+	// instead of a map lookup.
+	prefixes [1 << 15 / 64]uint64
+}
+
+// symbolIndex is each byte's index in the nix32 alphabet, or -1.
+var symbolIndex = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i := 0; i < len(nixbase32.Alphabet); i++ {
+		t[nixbase32.Alphabet[i]] = int8(i)
+	}
+	return t
+}()
+
+// prefixKey is the bit of prefixes for a window starting with b[0:3], all
+// nix32 symbols.
+func prefixKey(b []byte) int {
+	return int(symbolIndex[b[0]])<<10 | int(symbolIndex[b[1]])<<5 | int(symbolIndex[b[2]])
 }
 
 func newRefScanner(candidates []storepath.Path) *refScanner {
 	r := &refScanner{want: make(map[string]storepath.Path, len(candidates)), found: map[storepath.Path]bool{}}
 	for _, p := range candidates {
-		r.want[p.HashPart()] = p
+		h := p.HashPart()
+		r.want[h] = p
+		k := prefixKey([]byte(h))
+		r.prefixes[k/64] |= 1 << (k % 64)
 	}
 	return r
 }
@@ -60,10 +85,19 @@ func (r *refScanner) scan(b []byte) {
 			i += j + 1
 			continue
 		}
-		if p, ok := r.want[string(b[i:i+n])]; ok {
-			r.found[p] = true
+		// Every symbol of b[i:i+n] is valid; so, while the next byte is,
+		// is every symbol of each following window.
+		for {
+			if k := prefixKey(b[i:]); r.prefixes[k/64]&(1<<(k%64)) != 0 {
+				if p, ok := r.want[string(b[i:i+n])]; ok {
+					r.found[p] = true
+				}
+			}
+			i++
+			if i+n > len(b) || !nixbase32.ValidByte(b[i+n-1]) {
+				break
+			}
 		}
-		i++
 	}
 }
 

@@ -162,7 +162,6 @@ func (s *Store) AddDerivation(ctx context.Context, d *derivation.Derivation) (*P
 			return nil, err
 		}
 	}
-	s.hasherMu.Lock()
 	var err error
 	if needsFill(d) {
 		err = s.hasher.Fill(d)
@@ -170,7 +169,6 @@ func (s *Store) AddDerivation(ctx context.Context, d *derivation.Derivation) (*P
 	if err == nil {
 		err = s.hasher.Check(d)
 	}
-	s.hasherMu.Unlock()
 	if err != nil {
 		return nil, err
 	}

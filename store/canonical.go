@@ -42,10 +42,13 @@ func Canonicalise(root string) error {
 		perm := st.Mode & 0o7777
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			if perm&0o700 != 0o700 {
+			// Changing an entry needs no write permission on its
+			// directory, only reading and searching it.
+			if perm&0o500 != 0o500 {
 				if err := unix.Chmod(p, 0o755); err != nil {
 					return fail(p, err)
 				}
+				perm = 0o755
 			}
 			names, err := readDirNames(p)
 			if err != nil {
@@ -56,8 +59,10 @@ func Canonicalise(root string) error {
 					return err
 				}
 			}
-			if err := unix.Chmod(p, canonicalDir); err != nil {
-				return fail(p, err)
+			if perm != canonicalDir {
+				if err := unix.Chmod(p, canonicalDir); err != nil {
+					return fail(p, err)
+				}
 			}
 		case unix.S_IFREG:
 			want := uint32(canonicalFile)

@@ -56,6 +56,7 @@ func (s *Store) Check(opts CheckOptions) ([]Problem, error) {
 		})
 		wantReferrers := map[string]bool{}
 		for base, info := range infos {
+			s.checkCA(info, add)
 			for _, ref := range info.References {
 				if !valid[ref.Base()] {
 					add(s.Print(info.Path), "reference %s is not a valid path", s.Print(ref))
@@ -76,6 +77,11 @@ func (s *Store) Check(opts CheckOptions) ([]Problem, error) {
 			add(string(s.Dir)+"/"+a, "referrers index lacks %s", b)
 		}
 		s.checkOutputIndexes(tx, valid, add)
+		for base, info := range infos {
+			if info.Path.IsDerivation() {
+				s.checkDrvOutputs(tx, base, opts.Contents, add)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -142,6 +148,65 @@ func (s *Store) checkOutputIndexes(tx *bolt.Tx, valid map[string]bool, add func(
 	for k, id := range forward {
 		out, drv, _ := splitPairKey([]byte(k))
 		add(string(s.Dir)+"/"+out, "derivers index lacks %s output %q", drv, id)
+	}
+}
+
+// checkCA reports a content address that does not make the path.
+func (s *Store) checkCA(info *PathInfo, add func(string, string, ...any)) {
+	if info.CA.IsZero() {
+		return
+	}
+	var others []storepath.Path
+	self := false
+	for _, r := range info.References {
+		if r == info.Path {
+			self = true
+		} else {
+			others = append(others, r)
+		}
+	}
+	p, err := s.Dir.MakeCA(info.Path.Name(), info.CA, others, self)
+	switch {
+	case err != nil:
+		add(s.Print(info.Path), "content address %s: %v", info.CA, err)
+	case p != info.Path:
+		add(s.Print(info.Path), "content address %s makes the path %s", info.CA, s.Print(p))
+	}
+}
+
+// checkDrvOutputs reports a valid derivation whose outputs are not
+// recorded and, with contents, recorded outputs that differ from those its
+// .drv file names.
+func (s *Store) checkDrvOutputs(tx *bolt.Tx, base string, contents bool, add func(string, string, ...any)) {
+	recorded := map[string]string{}
+	forEachPair(tx.Bucket(bucketDrvOutputs), base, func(id string, v []byte) error {
+		recorded[id] = string(v)
+		return nil
+	})
+	where := string(s.Dir) + "/" + base
+	if len(recorded) == 0 {
+		add(where, "derivation has no outputs recorded")
+	}
+	if !contents {
+		return
+	}
+	drv, err := storepath.ParseBase(base)
+	if err != nil {
+		return
+	}
+	outs, err := s.readDrvOutputs(drv)
+	if err != nil {
+		add(where, "reading derivation: %v", err)
+		return
+	}
+	for id, p := range outs {
+		if recorded[id] != p.Base() {
+			add(where, "output %q is %s, the outputs index says %q", id, s.Print(p), recorded[id])
+		}
+		delete(recorded, id)
+	}
+	for id, v := range recorded {
+		add(where, "outputs index names output %q (%s), which the derivation lacks", id, v)
 	}
 }
 

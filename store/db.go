@@ -22,6 +22,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -129,20 +131,42 @@ func forEachPair(b *bolt.Bucket, first string, fn func(second string, v []byte) 
 	return nil
 }
 
-func initDB(db *bolt.DB) error {
-	return db.Update(func(tx *bolt.Tx) error {
+// initDB makes the buckets of a new database. A database that has them
+// already is only read, so that commands that only read never wait for
+// the write lock nor sync anything.
+func (s *Store) initDB() error {
+	if _, err := os.Stat(filepath.Join(s.State, dbFile)); err == nil {
+		ready := false
+		err := s.view(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets {
+				if tx.Bucket(name) == nil {
+					return nil
+				}
+			}
+			ready = true
+			return checkVersion(tx.Bucket(bucketMeta).Get(keyVersion))
+		})
+		if err != nil || ready {
+			return err
+		}
+	}
+	return s.update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("creating bucket %s: %w", name, err)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keyVersion); {
-		case v == nil:
-			return meta.Put(keyVersion, []byte(schemaVersion))
-		case string(v) != schemaVersion:
-			return fmt.Errorf("database schema version %q, this storefs reads %q", v, schemaVersion)
+		if v := meta.Get(keyVersion); v != nil {
+			return checkVersion(v)
 		}
-		return nil
+		return meta.Put(keyVersion, []byte(schemaVersion))
 	})
+}
+
+func checkVersion(v []byte) error {
+	if string(v) != schemaVersion {
+		return fmt.Errorf("database schema version %q, this storefs reads %q", v, schemaVersion)
+	}
+	return nil
 }

@@ -109,11 +109,18 @@ type GCResult struct {
 	Freed   uint64 // sum of the deleted paths' NAR sizes
 }
 
-// GC deletes the valid paths that no root reaches, oldest registration
-// first, never a path before the paths that refer to it. Paths whose locks
-// are held (being added or built) are kept, and so is what they refer to.
+// GC deletes the valid paths that no root or temporary root reaches,
+// oldest registration first, never a path before the paths that refer to
+// it. Paths whose locks are held (being added or built) are kept, and so
+// is what they refer to. It holds the gc lock throughout, so holders of
+// temporary roots wait for it to finish before adding more.
 func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
-	roots, err := s.Roots()
+	unlock, err := s.lockGC(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	roots, err := s.allRoots()
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +205,87 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	return res, nil
 }
 
+// allRoots returns the gc roots and the live holders' temporary roots. The
+// caller holds the gc lock exclusively.
+func (s *Store) allRoots() (map[storepath.Path]bool, error) {
+	roots, err := s.Roots()
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.readTempRoots()
+	if err != nil {
+		return nil, err
+	}
+	for p := range roots {
+		all[p] = true
+	}
+	return all, nil
+}
+
+// DeleteSpecific deletes the paths, as `nix-store --delete`: each must be
+// valid and dead (no root or temporary root names it and no other valid
+// path refers to it, unless that path is deleted before it here). Nothing
+// is deleted unless all can be.
+func (s *Store) DeleteSpecific(ctx context.Context, ps []storepath.Path) error {
+	unlock, err := s.lockGC(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	roots, err := s.allRoots()
+	if err != nil {
+		return err
+	}
+	doomed := map[storepath.Path]bool{}
+	for _, p := range ps {
+		doomed[p] = true
+	}
+	// Referrers first, so a path whose only referrers are doomed too goes.
+	var order []storepath.Path
+	seen := map[storepath.Path]bool{}
+	var visit func(p storepath.Path) error
+	visit = func(p storepath.Path) error {
+		if seen[p] {
+			return nil
+		}
+		seen[p] = true
+		if roots[p] {
+			return fmt.Errorf("cannot delete %s: it is a gc root or temporary root, so still alive", s.Print(p))
+		}
+		refs, err := s.Referrers(p)
+		if err != nil {
+			return err
+		}
+		if _, err := s.Info(p); err != nil {
+			return fmt.Errorf("cannot delete %w", err)
+		}
+		for _, r := range refs {
+			if r == p {
+				continue
+			}
+			if !doomed[r] {
+				return fmt.Errorf("cannot delete %s: %w by %s", s.Print(p), ErrReferenced, s.Print(r))
+			}
+			if err := visit(r); err != nil {
+				return err
+			}
+		}
+		order = append(order, p)
+		return nil
+	}
+	for _, p := range ps {
+		if err := visit(p); err != nil {
+			return err
+		}
+	}
+	for _, p := range order {
+		if err := s.Delete(p, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 var errLocked = errors.New("locked by another writer")
 
 // Delete removes a valid path that no other valid path refers to. With
@@ -218,11 +306,11 @@ func (s *Store) Delete(p storepath.Path, nowait bool) error {
 		return err
 	}
 	defer l.Unlock()
-	reg := []Registration{{Info: PathInfo{Path: p}}}
-	if err := s.markPending(reg); err != nil {
+	marker, err := s.markPending([]Registration{{Info: PathInfo{Path: p}}})
+	if err != nil {
 		return err
 	}
-	defer s.clearPending(reg)
+	defer s.clearPending(marker)
 	err = s.update(func(tx *bolt.Tx) error {
 		info, err := getInfo(tx, p)
 		if err != nil {

@@ -95,6 +95,26 @@ func (s *Store) LockAll(ctx context.Context, ps []storepath.Path) (func(), error
 	return release, nil
 }
 
+// flockWait takes an flock on fd (LOCK_SH or LOCK_EX), polling so that ctx
+// can end the wait.
+func flockWait(ctx context.Context, fd int, how int) error {
+	wait := time.Millisecond
+	for {
+		err := unix.Flock(fd, how|unix.LOCK_NB)
+		if err != unix.EWOULDBLOCK {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if wait < 100*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
+
 // Unlock releases the lock and removes its file, so locks do not pile up.
 func (l *PathLock) Unlock() {
 	if l == nil || l.f == nil {

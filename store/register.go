@@ -36,39 +36,43 @@ type Registration struct {
 // commits their records. Each path's references must be valid already or
 // registered in the same call. A path that is valid already is left as it
 // is (its contents are removed). The caller holds the paths' locks.
+//
+// The cost is per call, not per path (one syncfs, two directory fsyncs and
+// one commit), so callers with many paths register them together.
 func (s *Store) Register(regs ...Registration) error {
 	todo := make([]Registration, 0, len(regs))
-	for _, r := range regs {
-		ok, err := s.IsValid(r.Info.Path)
-		if err != nil {
-			return err
+	err := s.view(func(tx *bolt.Tx) error {
+		paths := tx.Bucket(bucketPaths)
+		for _, r := range regs {
+			if paths.Get([]byte(r.Info.Path.Base())) != nil {
+				removeAllForce(r.Contents)
+				continue
+			}
+			todo = append(todo, r)
 		}
-		if ok {
-			os.RemoveAll(r.Contents)
-			continue
-		}
-		todo = append(todo, r)
-	}
-	if len(todo) == 0 {
 		return nil
+	})
+	if err != nil || len(todo) == 0 {
+		return err
 	}
 	for _, r := range todo {
 		if err := Canonicalise(r.Contents); err != nil {
 			return fmt.Errorf("registering %s: %w", s.Print(r.Info.Path), err)
 		}
 	}
-	for _, r := range todo {
-		if err := syncTree(r.Contents); err != nil {
-			return fmt.Errorf("registering %s: %w", s.Print(r.Info.Path), err)
-		}
+	// Contents must be on the backing directory's filesystem (they are
+	// renamed into it), so one syncfs makes them all durable.
+	if err := syncFS(s.BackingDir()); err != nil {
+		return err
 	}
-	if err := s.markPending(todo); err != nil {
+	marker, err := s.markPending(todo)
+	if err != nil {
 		return err
 	}
 	for _, r := range todo {
 		dst := s.RealPath(r.Info.Path)
 		// Under the lock, an entry with no record is a crashed writer's.
-		if err := os.RemoveAll(dst); err != nil {
+		if err := removeAllForce(dst); err != nil {
 			return fmt.Errorf("registering %s: removing leftover: %w", s.Print(r.Info.Path), err)
 		}
 		if err := os.Rename(r.Contents, dst); err != nil {
@@ -78,13 +82,13 @@ func (s *Store) Register(regs ...Registration) error {
 	if err := syncDir(s.BackingDir()); err != nil {
 		return err
 	}
-	err := s.update(func(tx *bolt.Tx) error { return s.putRecords(tx, todo) })
+	err = s.update(func(tx *bolt.Tx) error { return s.putRecords(tx, todo) })
 	if err != nil {
 		for _, r := range todo {
-			os.RemoveAll(s.RealPath(r.Info.Path))
+			removeAllForce(s.RealPath(r.Info.Path))
 		}
 	}
-	s.clearPending(todo)
+	s.clearPending(marker)
 	return err
 }
 
@@ -146,59 +150,15 @@ func (s *Store) putDrvOutputs(tx *bolt.Tx, drv storepath.Path) error {
 	return nil
 }
 
-// markPending names the paths about to move into the backing directory, so
-// that a crash before their records commit is cleaned up by the next Open.
-func (s *Store) markPending(regs []Registration) error {
-	dir := filepath.Join(s.State, pendingDir)
-	for _, r := range regs {
-		if err := os.WriteFile(filepath.Join(dir, r.Info.Path.Base()), nil, 0o644); err != nil {
-			return fmt.Errorf("marking %s pending: %w", s.Print(r.Info.Path), err)
-		}
-	}
-	return syncDir(dir)
-}
-
-func (s *Store) clearPending(regs []Registration) {
-	for _, r := range regs {
-		os.Remove(filepath.Join(s.State, pendingDir, r.Info.Path.Base()))
-	}
-}
-
-// cleanup removes what crashed processes left: backing entries named in
-// pending/ that got no record, and scratch directories of dead processes.
+// cleanup removes what crashed processes left: backing entries named by
+// pending markers that got no record, and scratch directories of dead
+// processes.
 func (s *Store) cleanup() error {
-	dir := filepath.Join(s.State, pendingDir)
-	names, err := readDirNames(dir)
-	if err != nil {
+	if err := s.cleanupPending(); err != nil {
 		return err
 	}
-	for _, name := range names {
-		p, err := storepath.ParseBase(name)
-		if err != nil {
-			os.Remove(filepath.Join(dir, name))
-			continue
-		}
-		l, err := s.TryLock(p)
-		if err != nil {
-			return err
-		}
-		if l == nil {
-			continue // its writer is alive
-		}
-		ok, err := s.IsValid(p)
-		if err == nil && !ok {
-			err = os.RemoveAll(s.RealPath(p))
-		}
-		if err == nil {
-			os.Remove(filepath.Join(dir, name))
-		}
-		l.Unlock()
-		if err != nil {
-			return fmt.Errorf("cleaning up %s: %w", s.Print(p), err)
-		}
-	}
 	tmp := filepath.Join(s.State, tmpDir)
-	names, err = readDirNames(tmp)
+	names, err := readDirNames(tmp)
 	if err != nil {
 		return err
 	}
@@ -259,16 +219,13 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// syncTree makes a tree durable. syncfs flushes its whole filesystem in one
-// call, which beats an fsync per file for trees of many small files.
-func syncTree(p string) error {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// syncFS makes everything written to p's filesystem durable. One syncfs
+// beats an fsync per file for trees of many small files, and covers every
+// path of a batch at once.
+func syncFS(p string) error {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		// A symlink at the top: its parent's filesystem is the same.
-		fd, err = unix.Open(filepath.Dir(p), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("syncing %s: %w", p, err)
-		}
+		return fmt.Errorf("syncing %s: %w", p, err)
 	}
 	defer unix.Close(fd)
 	if err := unix.Syncfs(fd); err != nil {

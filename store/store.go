@@ -3,6 +3,18 @@
 // The formats live in its subpackages (nixbase32, nixhash, storepath, nar,
 // derivation, narinfo, signature, export).
 //
+// # Libraries
+//
+// None of github.com/nix-community/go-nix is used. It is untagged and marked
+// experimental, and where it overlaps with what storefs needs it is not
+// right: its ATerm parser does not unescape strings nor its writer escape
+// them (so .drv paths differ from Nix's), its NAR reader accepts `.`, `..`,
+// empty and duplicate names and makes about 34 read syscalls per small
+// file, its narinfo parser refuses unknown keys (Nix ignores them) and
+// panics on a narinfo without NarHash, and its store paths assume
+// /nix/store. The formats are small enough to own, each checked against
+// Nix 2.8 itself.
+//
 // # Invariants
 //
 //  1. A path is valid exactly when it has a record in the database. A record
@@ -12,11 +24,22 @@
 //     is valid (or registered in the same transaction).
 //  2. A crash at any instant leaves a path valid or absent. Contents move into
 //     the backing directory by one rename, after a marker in pending/ names
-//     them; the next Open removes any named entry that got no record.
+//     them (pending.go); the next Open removes any named entry that got no
+//     record.
 //  3. One writer per path across threads and processes: Lock takes a flock on
 //     locks/<base>.lock. Register, Delete and cleanup hold it.
 //  4. Indexes (referrers, derivation outputs both ways) change in the same
-//     transaction as the records they index.
+//     transaction as the records they index. Every valid .drv has its
+//     outputs recorded, however it came (AddDerivation, Import, AddPath).
+//  5. The garbage collector deletes nothing that a gc root, a live
+//     process's temporary root (temproots.go) or a valid path not deleted
+//     before it still needs, nor a path whose lock is held.
+//
+// # Batches
+//
+// Register takes many paths at once and pays per call, not per path: one
+// syncfs, one pending marker, two directory fsyncs and one commit. Import
+// registers a stream in batches while it reads the next one.
 //
 // # Processes
 //
@@ -24,11 +47,15 @@
 // A Store therefore opens the database only for the length of each
 // transaction unless it is opened with KeepOpen (the daemon), so several
 // storefs processes can add paths at once; each transaction is short.
+// Commands that only read never open it for writing.
 //
 // # Lock order
 //
-// Path locks are taken in sorted order of base name, and always before the
-// database; the database is never held while waiting for a path lock.
+// The gc lock (gc.lock, shared by holders adding temporary roots,
+// exclusive for a collection) comes first; then path locks, in sorted
+// order of base name; then the database. The database is never held while
+// waiting for a lock, nor is a path lock held while waiting for the gc
+// lock.
 package store
 
 import (
@@ -68,10 +95,9 @@ type Store struct {
 
 	keepOpen bool
 
-	hasherMu sync.Mutex         // guards hasher
-	hasher   *derivation.Hasher // memoises hashDerivationModulo of valid .drvs
-	mu       sync.Mutex         // guards db
-	db       *bolt.DB           // open only with KeepOpen, or during a transaction
+	hasher *derivation.Hasher // memoises hashDerivationModulo of .drvs; safe for concurrent use
+	mu     sync.Mutex         // guards db
+	db     *bolt.DB           // open only with KeepOpen, or during a transaction
 }
 
 // Options tune Open.
@@ -103,14 +129,14 @@ func Open(dir storepath.Dir, stateDir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"", backingDir, tmpDir, pendingDir, locksDir, rootsDir, logsDir, buildsDir} {
+	for _, d := range []string{"", backingDir, tmpDir, pendingDir, locksDir, rootsDir, tempRootsDir, logsDir, buildsDir} {
 		if err := os.MkdirAll(filepath.Join(stateDir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("state directory: %w", err)
 		}
 	}
 	s := &Store{Dir: dir, State: stateDir, keepOpen: opts.KeepOpen}
 	s.hasher = derivation.NewHasher(dir, s.readDerivation)
-	if err := s.withDB(true, initDB); err != nil {
+	if err := s.initDB(); err != nil {
 		return nil, err
 	}
 	if opts.KeepOpen {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
+	"storefs/store/derivation"
+	"storefs/store/nar"
 	"storefs/store/nixhash"
 	"storefs/store/storepath"
 )
@@ -127,7 +132,7 @@ func TestOpenCleansPending(t *testing.T) {
 	must(t, err)
 	p, _ := storepath.ParseBase("sy1pf09am17617zf6qgqfdwjx6axhsb9-u.txt")
 	must(t, os.WriteFile(s.RealPath(p), []byte("x"), 0o444))
-	must(t, os.WriteFile(filepath.Join(state, pendingDir, p.Base()), nil, 0o644))
+	must(t, os.WriteFile(filepath.Join(state, pendingDir, "batch-1"), []byte(p.Base()+"\n"+p.Base()[:10]), 0o644))
 	dead := filepath.Join(state, tmpDir, "999999999-x")
 	must(t, os.MkdirAll(filepath.Join(dead, "d"), 0o755))
 	must(t, os.Chmod(filepath.Join(dead, "d"), 0o555))
@@ -137,6 +142,9 @@ func TestOpenCleansPending(t *testing.T) {
 	defer s.Close()
 	if _, err := os.Lstat(s.RealPath(p)); !os.IsNotExist(err) {
 		t.Errorf("leftover backing entry survived Open: %v", err)
+	}
+	if names, _ := readDirNames(filepath.Join(state, pendingDir)); len(names) != 0 {
+		t.Errorf("pending markers survived Open: %v", names)
 	}
 	if _, err := os.Lstat(dead); !os.IsNotExist(err) {
 		t.Errorf("dead process's scratch survived Open: %v", err)
@@ -202,5 +210,164 @@ func TestLockExcludes(t *testing.T) {
 	wg.Wait()
 	if max != 1 {
 		t.Errorf("%d holders at once", max)
+	}
+}
+
+// testDerivation is a derivation with no inputs and two outputs whose
+// paths AddDerivation computes.
+func testDerivation() *derivation.Derivation {
+	return &derivation.Derivation{
+		Outputs: map[string]derivation.Output{"out": {}, "dev": {}},
+		System:  "x86_64-linux",
+		Builder: "/bin/sh",
+		Args:    []string{"-c", "echo > $out"},
+		Env:     map[string]string{"name": "t", "builder": "/bin/sh", "system": "x86_64-linux", "out": "", "dev": ""},
+	}
+}
+
+func TestRegisterBatch(t *testing.T) {
+	s := testStore(t)
+	var regs []Registration
+	var prev []storepath.Path
+	for i, content := range []string{"a", "b", "c"} {
+		tmp, err := s.NewTemp()
+		must(t, err)
+		f := filepath.Join(tmp, "f")
+		must(t, os.WriteFile(f, []byte(content), 0o644))
+		p, _ := storepath.ParseBase(strings.Repeat(string("abc"[i]), 32) + "-" + content)
+		info := PathInfo{Path: p, References: prev}
+		info.NarHash, info.NarSize = narOf(t, f)
+		regs = append(regs, Registration{info, f})
+		prev = []storepath.Path{p}
+	}
+	unlock, err := s.LockAll(context.Background(), prev)
+	must(t, err)
+	defer unlock()
+	must(t, s.Register(regs...))
+	for _, r := range regs {
+		if ok, _ := s.IsValid(r.Info.Path); !ok {
+			t.Errorf("%s not valid", r.Info.Path)
+		}
+	}
+	if names, _ := readDirNames(filepath.Join(s.State, pendingDir)); len(names) != 0 {
+		t.Errorf("pending markers left: %v", names)
+	}
+}
+
+func narOf(t *testing.T, p string) (nixhash.Hash, uint64) {
+	t.Helper()
+	h := nixhash.SHA256.New()
+	cw := &countWriter{w: h}
+	must(t, nar.Dump(cw, p))
+	return nixhash.FromHasher(nixhash.SHA256, h), cw.n
+}
+
+// Commands that only read must not write the database: Open of an
+// existing store leaves it as it was.
+func TestOpenDoesNotWrite(t *testing.T) {
+	state := t.TempDir()
+	s, err := Open("/store", state, Options{})
+	must(t, err)
+	s.Close()
+	db := filepath.Join(state, dbFile)
+	before, err := os.Stat(db)
+	must(t, err)
+	time.Sleep(10 * time.Millisecond)
+	s, err = Open("/store", state, Options{})
+	must(t, err)
+	_, _ = s.IsValid(storepath.Path{})
+	s.Close()
+	after, err := os.Stat(db)
+	must(t, err)
+	if !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
+		t.Errorf("Open wrote the database: %v %d -> %v %d", before.ModTime(), before.Size(), after.ModTime(), after.Size())
+	}
+}
+
+func TestGCTempRootsAndDeleteSpecific(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	a, err := s.AddText(ctx, "a", []byte("a"), nil)
+	must(t, err)
+	b, err := s.AddText(ctx, "b", []byte("b "+s.Print(a.Path)), []storepath.Path{a.Path})
+	must(t, err)
+	tr, err := s.NewTempRoots(ctx)
+	must(t, err)
+	must(t, tr.Add(ctx, b.Path))
+	res, err := s.GC(ctx, GCOptions{})
+	must(t, err)
+	if len(res.Deleted) != 0 {
+		t.Errorf("GC deleted %v, which a temporary root keeps", res.Deleted)
+	}
+	err = s.DeleteSpecific(ctx, []storepath.Path{b.Path})
+	if err == nil || !strings.Contains(err.Error(), "temporary root") {
+		t.Errorf("DeleteSpecific of a temporary root: %v", err)
+	}
+	must(t, tr.Close())
+	err = s.DeleteSpecific(ctx, []storepath.Path{a.Path})
+	if !errors.Is(err, ErrReferenced) {
+		t.Errorf("DeleteSpecific of a referenced path: %v", err)
+	}
+	must(t, s.DeleteSpecific(ctx, []storepath.Path{a.Path, b.Path}))
+	for _, p := range []storepath.Path{a.Path, b.Path} {
+		if ok, _ := s.IsValid(p); ok {
+			t.Errorf("%s still valid", p)
+		}
+	}
+}
+
+func TestCheckFindsIndexAndAddressProblems(t *testing.T) {
+	s, err := Open("/store", t.TempDir(), Options{})
+	must(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	drv, err := s.AddDerivation(ctx, testDerivation())
+	must(t, err)
+	outs, err := s.DerivationOutputs(drv.Path)
+	must(t, err)
+	if len(outs) != 2 {
+		t.Fatalf("outputs recorded: %v", outs)
+	}
+	checkClean(t, s)
+	txt, err := s.AddText(ctx, "t.txt", []byte("x"), nil)
+	must(t, err)
+	must(t, s.update(func(tx *bolt.Tx) error {
+		if err := deleteOutputIndexes(tx, drv.Path); err != nil {
+			return err
+		}
+		info, err := getInfo(tx, txt.Path)
+		if err != nil {
+			return err
+		}
+		info.CA.Hash = nixhash.Sum(nixhash.SHA256, []byte("y"))
+		rec, err := encodeRecord(info)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPaths).Put([]byte(txt.Path.Base()), rec)
+	}))
+	probs, err := s.Check(CheckOptions{Contents: true})
+	must(t, err)
+	var all []string
+	for _, p := range probs {
+		all = append(all, p.String())
+	}
+	text := strings.Join(all, "\n")
+	for _, want := range []string{
+		s.Print(drv.Path) + ": derivation has no outputs recorded",
+		s.Print(drv.Path) + `: output "dev" is`,
+		s.Print(txt.Path) + ": content address text:sha256:",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("check output lacks %q:\n%s", want, text)
+		}
+	}
+	// Repair rebuilds the indexes; a wrong content address it leaves to
+	// the checker.
+	must(t, s.Repair())
+	probs, err = s.Check(CheckOptions{Contents: true})
+	must(t, err)
+	if len(probs) != 1 || probs[0].Path != s.Print(txt.Path) {
+		t.Errorf("after Repair: %v", probs)
 	}
 }

@@ -35,7 +35,7 @@ func (c *gcCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 
 // deleteCmd is `nix-store --delete`.
 type deleteCmd struct {
-	Paths []string `arg:"" help:"Store paths to delete; none may be referred to by another valid path."`
+	Paths []string `arg:"" help:"Store paths to delete; none may be a gc root or be referred to by a valid path that stays."`
 }
 
 func (c *deleteCmd) Run(ctx context.Context, g *Globals, io stdio) error {
@@ -48,10 +48,10 @@ func (c *deleteCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	if err != nil {
 		return err
 	}
+	if err := s.DeleteSpecific(ctx, ps); err != nil {
+		return err
+	}
 	for _, p := range ps {
-		if err := s.Delete(p, false); err != nil {
-			return err
-		}
 		fmt.Fprintln(io.out, s.Print(p))
 	}
 	return nil

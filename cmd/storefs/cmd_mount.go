@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,8 @@ type mountCmd struct {
 	Timeout       time.Duration `help:"Kill a builder that runs longer than this (0: never)."`
 	FailureTTL    time.Duration `name:"failure-ttl" default:"10m" help:"How long a failed realisation is remembered."`
 	NegativeTTL   time.Duration `name:"negative-ttl" default:"1s" help:"How long a name nothing can realise is answered ENOENT without asking again."`
+	Passthrough   bool          `help:"Open files with FUSE passthrough (cold reads of big files at disk speed) instead of no-open (opens without a round trip, much faster for many small files)."`
+	Subst         substFlags    `embed:""`
 	Debug         bool          `help:"Log every FUSE request."`
 }
 
@@ -45,26 +48,40 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	}
 	defer s.Close()
 	status := newDaemonStatus(s)
+	status.logf = logger.Printf
 	b := &realise.Builder{Store: s}
-	w := goals.New(s, b, nil, goals.Options{
-		MaxJobs: c.MaxJobs, Cores: c.Cores, FailureTTL: c.FailureTTL,
-		Timeout: c.Timeout, MaxSilent: c.MaxSilentTime, Observer: status,
+	// Downloads and warnings of substituters go to the log, a line each.
+	sub, err := c.Subst.substituter(s, newProgress(logWriter{logger}, s))
+	if err != nil {
+		return err
+	}
+	var gs goals.Substituter
+	if sub != nil {
+		gs = sub
+	}
+	w := goals.New(s, b, gs, goals.Options{
+		MaxJobs: c.MaxJobs, MaxSubstitutionJobs: c.Subst.MaxSubstitutionJobs, Cores: c.Cores,
+		FailureTTL: c.FailureTTL, Timeout: c.Timeout, MaxSilent: c.MaxSilentTime, Observer: status,
 	})
 	fsys := fusefs.New(s, w, fusefs.Options{
 		NegativeTTL: c.NegativeTTL,
+		Passthrough: c.Passthrough,
 		IsUnknown:   func(err error) bool { return errors.Is(err, goals.ErrUnknownPath) },
 		OnFailure:   status.failed,
 		Logf:        logger.Printf,
 		Debug:       c.Debug,
 	})
+	status.fsys = fsys
 	server, err := fsys.Mount(string(dir))
 	if err != nil {
 		return err
 	}
 	logger.Printf("serving %s from %s", dir, s.BackingDir())
-	sock, err := serveDaemon(s, w, status, fsys, logger)
+	stop := make(chan struct{}, 1) // `storefs umount` asks through the socket
+	sock, err := serveDaemon(s, w, status, fsys, logger, stop)
 	if err != nil {
-		server.Unmount()
+		fsys.Shutdown()
+		unmount(string(dir), server.Unmount)
 		return err
 	}
 	defer sock.Close()
@@ -73,14 +90,34 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	select {
 	case <-done:
 		logger.Printf("%s was unmounted", dir)
+		fsys.Shutdown()
+		return nil
 	case <-ctx.Done():
-		logger.Printf("unmounting %s", dir)
-		if err := unmount(string(dir), server.Unmount); err != nil {
-			return err
-		}
-		<-done
+	case <-stop:
+	}
+	logger.Printf("unmounting %s", dir)
+	// Lookups waiting for builds fail now, so that nothing holds the mount
+	// busy; the goals stop with them (no one else wants them).
+	fsys.Shutdown()
+	if err := unmount(string(dir), server.Unmount); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		// A process still has a file open in the detached mount; it
+		// keeps working until closed, and this process need not wait.
+		logger.Printf("%s is detached but still in use; exiting", dir)
 	}
 	return nil
+}
+
+// logWriter writes each line through the logger (never a terminal).
+type logWriter struct{ l *log.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.Print(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 // unmount unmounts the server, lazily if something still uses the mount.
@@ -88,37 +125,38 @@ func unmount(dir string, plain func() error) error {
 	if err := plain(); err == nil {
 		return nil
 	}
-	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("unmounting %s: %w", dir, err)
 	}
 	return nil
 }
 
 // clearStaleMount makes dir a usable mount point: it creates it, and
-// detaches a FUSE mount whose server has died (stat fails with ENOTCONN).
+// detaches a storefs mount whose server has died. A dead mount still
+// answers stat from the kernel's cache; statfs always asks the server, and
+// fails with ENOTCONN when there is none.
 func clearStaleMount(dir string, logger *log.Logger) error {
-	var st unix.Stat_t
-	err := unix.Stat(dir, &st)
-	switch {
-	case err == nil:
-		if isMountedStorefs(dir) {
+	for isMountedStorefs(dir) {
+		var st unix.Statfs_t
+		err := unix.Statfs(dir, &st)
+		if err == nil {
 			return fmt.Errorf("%s is already served by a running storefs (storefs umount stops it)", dir)
 		}
-		return nil
-	case errors.Is(err, unix.ENOENT):
-		return os.MkdirAll(dir, 0o755)
-	case errors.Is(err, unix.ENOTCONN):
+		if !errors.Is(err, unix.ENOTCONN) && !errors.Is(err, unix.ECONNABORTED) {
+			return fmt.Errorf("mount point %s: %w", dir, err)
+		}
 		logger.Printf("clearing the stale mount at %s left by a crash", dir)
 		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
 			return fmt.Errorf("clearing the stale mount at %s: %w", dir, err)
 		}
-		return nil
-	default:
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("mount point %s: %w", dir, err)
 	}
+	return nil
 }
 
-// isMountedStorefs reports whether dir is a live storefs mount.
+// isMountedStorefs reports whether dir is a storefs mount point.
 func isMountedStorefs(dir string) bool {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -137,13 +175,22 @@ func isMountedStorefs(dir string) bool {
 	return false
 }
 
-// umountCmd unmounts the store dir.
+// umountCmd unmounts the store dir: through the daemon when it runs (it
+// fails pending lookups, stops their builds and unmounts), else directly.
 type umountCmd struct{}
 
-func (c *umountCmd) Run(g *Globals) error {
+func (c *umountCmd) Run(ctx context.Context, g *Globals) error {
 	dir, err := g.storeDir()
 	if err != nil {
 		return err
+	}
+	if client := daemonClient(g.StateDir); client != nil {
+		if err := askUnmount(ctx, client, string(dir)); err == nil {
+			return nil
+		}
+	}
+	if !isMountedStorefs(string(dir)) {
+		return fmt.Errorf("unmounting %s: not a storefs mount", dir)
 	}
 	if err := unix.Unmount(string(dir), 0); err == nil {
 		return nil
@@ -151,12 +198,36 @@ func (c *umountCmd) Run(g *Globals) error {
 	if fm, err := exec.LookPath("fusermount3"); err == nil {
 		if out, err := exec.Command(fm, "-u", string(dir)).CombinedOutput(); err == nil {
 			return nil
-		} else if len(out) > 0 {
+		} else if len(out) > 0 && !strings.Contains(string(out), "busy") {
 			return fmt.Errorf("unmounting %s: %s", dir, strings.TrimSpace(string(out)))
 		}
 	}
 	if err := unix.Unmount(string(dir), unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("unmounting %s: %w", dir, err)
+	}
+	return nil
+}
+
+// askUnmount asks the daemon to unmount and waits until the mount is gone.
+func askUnmount(ctx context.Context, client *http.Client, dir string) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://storefs/umount", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("daemon: %s", resp.Status)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for isMountedStorefs(dir) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("unmounting %s: the daemon did not unmount within 10 s", dir)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
 }

@@ -18,7 +18,8 @@ type pathInfoCmd struct {
 	Size        bool     `short:"s" help:"Print each path's NAR size."`
 	ClosureSize bool     `name:"closure-size" short:"S" help:"Print the total NAR size of each path's closure."`
 	Recursive   bool     `short:"r" help:"Apply to the closure of the paths."`
-	Paths       []string `arg:"" help:"Store paths."`
+	All         bool     `help:"Apply to every valid path."`
+	Paths       []string `arg:"" optional:"" help:"Store paths."`
 }
 
 func (c *pathInfoCmd) Run(ctx context.Context, g *Globals, io stdio) error {
@@ -31,21 +32,33 @@ func (c *pathInfoCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	if err != nil {
 		return err
 	}
+	if c.All {
+		if len(ps) > 0 {
+			return errors.New("path-info: --all takes no paths")
+		}
+		err = s.ForEach(func(info *store.PathInfo) error {
+			ps = append(ps, info.Path)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return runPathInfo(s, io, c, ps)
 }
 
 // pathInfoJSON has nix path-info --json's keys in its order.
 type pathInfoJSON struct {
-	Path             string   `json:"path"`
-	Valid            *bool    `json:"valid,omitempty"`
-	NarHash          string   `json:"narHash,omitempty"`
-	NarSize          uint64   `json:"narSize,omitempty"`
-	References       []string `json:"references"`
-	CA               string   `json:"ca,omitempty"`
-	ClosureSize      *uint64  `json:"closureSize,omitempty"`
-	Deriver          string   `json:"deriver,omitempty"`
-	RegistrationTime int64    `json:"registrationTime,omitempty"`
-	Signatures       []string `json:"signatures,omitempty"`
+	Path             string    `json:"path"`
+	Valid            *bool     `json:"valid,omitempty"`
+	NarHash          string    `json:"narHash,omitempty"`
+	NarSize          uint64    `json:"narSize,omitempty"`
+	References       *[]string `json:"references,omitempty"` // [] when valid and empty
+	CA               string    `json:"ca,omitempty"`
+	ClosureSize      *uint64   `json:"closureSize,omitempty"`
+	Deriver          string    `json:"deriver,omitempty"`
+	RegistrationTime int64     `json:"registrationTime,omitempty"`
+	Signatures       []string  `json:"signatures,omitempty"`
 }
 
 func runPathInfo(s *store.Store, io stdio, c *pathInfoCmd, ps []storepath.Path) error {
@@ -55,14 +68,23 @@ func runPathInfo(s *store.Store, io stdio, c *pathInfoCmd, ps []storepath.Path) 
 			return err
 		}
 	}
-	// As nix path-info: references before referrers.
 	set := map[storepath.Path]bool{}
 	for _, p := range ps {
 		set[p] = true
 	}
-	ps, err := topoSortPaths(s, set)
-	if err != nil {
-		return err
+	if c.JSON {
+		// nix path-info --json prints a set: by base name, each once.
+		ps = ps[:0]
+		for p := range set {
+			ps = append(ps, p)
+		}
+		storepath.Sort(ps)
+	} else {
+		// Lines come references first, as nix path-info prints them.
+		var err error
+		if ps, err = topoSortPaths(s, set); err != nil {
+			return err
+		}
 	}
 	closureSize := func(p storepath.Path) (uint64, error) {
 		req, err := s.Requisites([]storepath.Path{p})
@@ -88,9 +110,10 @@ func runPathInfo(s *store.Store, io stdio, c *pathInfoCmd, ps []storepath.Path) 
 			if err != nil {
 				return err
 			}
+			refs := s.Dir.PrintAll(info.References)
 			j := pathInfoJSON{
 				Path: s.Print(p), NarHash: info.NarHash.SRI(), NarSize: info.NarSize,
-				References: s.Dir.PrintAll(info.References), CA: info.CA.String(),
+				References: &refs, CA: info.CA.String(),
 				RegistrationTime: info.RegistrationTime.Unix(), Signatures: info.Sigs,
 			}
 			if !info.Deriver.IsZero() {

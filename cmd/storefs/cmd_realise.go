@@ -32,6 +32,7 @@ type realiseCmd struct {
 	FailureTTL    time.Duration `name:"failure-ttl" default:"10m" help:"How long a failed build is remembered, so that requests fail fast."`
 	RetryFailed   bool          `name:"retry-failed" help:"Forget remembered failures first."`
 	JSON          bool          `name:"json" help:"Print the result as JSON."`
+	Subst         substFlags    `embed:""`
 	Paths         []string      `arg:"" help:"A .drv path (optionally with !out,dev), an output path, or a derivation file outside the store (ATerm or JSON) to add first."`
 }
 
@@ -64,8 +65,16 @@ func (c *realiseCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	}
 	prog := newProgress(io.err, s)
 	b := &realise.Builder{Store: s, OnLogLine: prog.logLine}
-	w := goals.New(s, b, nil, goals.Options{
-		MaxJobs: c.MaxJobs, Cores: c.Cores, KeepGoing: c.KeepGoing,
+	sub, err := c.Subst.substituter(s, prog)
+	if err != nil {
+		return err
+	}
+	var gs goals.Substituter
+	if sub != nil {
+		gs = sub
+	}
+	w := goals.New(s, b, gs, goals.Options{
+		MaxJobs: c.MaxJobs, MaxSubstitutionJobs: c.Subst.MaxSubstitutionJobs, Cores: c.Cores, KeepGoing: c.KeepGoing,
 		FailureTTL: c.FailureTTL, Timeout: c.Timeout, MaxSilent: c.MaxSilentTime,
 		Observer: prog,
 	})

@@ -17,15 +17,17 @@ type statusCmd struct {
 }
 
 func (c *statusCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	var st statusReply
+	st := statusReply{Running: []string{}, Goals: []string{}, Failures: []failureReport{}, StateDir: g.StateDir, StoreDir: g.StoreDir}
 	client := daemonClient(g.StateDir)
 	if client == nil {
 		// No daemon: report what the last one left.
 		if data, err := os.ReadFile(filepath.Join(g.StateDir, "status.json")); err == nil {
-			json.Unmarshal(data, &st.Failures)
+			if err := json.Unmarshal(data, &st.Failures); err != nil {
+				return fmt.Errorf("%s: %w", filepath.Join(g.StateDir, "status.json"), err)
+			}
 		}
 		if c.JSON {
-			writeJSONTo(io, map[string]any{"running": false, "failures": st.Failures})
+			writeJSONTo(io, st)
 			return nil
 		}
 		fmt.Fprintf(io.out, "no storefs mount is running for %s\n", g.StateDir)
@@ -46,7 +48,8 @@ func (c *statusCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 		return nil
 	}
 	fmt.Fprintf(io.out, "storefs serving %s (state %s) since %s\n", st.StoreDir, st.StateDir, st.StartedAt.Format(time.RFC3339))
-	fmt.Fprintf(io.out, "%d running, %d goals, %d finished\n", len(st.Running), len(st.Goals), st.Finished)
+	fmt.Fprintf(io.out, "%d running, %d goals, %d started, %d finished; %d lookups, %d realisations, %d interrupted\n",
+		len(st.Running), len(st.Goals), st.Started, st.Finished, st.Mount.Lookups, st.Mount.Realisations, st.Mount.Interrupted)
 	for _, r := range st.Running {
 		fmt.Fprintf(io.out, "  running %s\n", r)
 	}

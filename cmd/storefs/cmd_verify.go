@@ -9,8 +9,8 @@ import (
 
 // verifyCmd is `nix-store --verify`: the store's checker.
 type verifyCmd struct {
-	CheckContents bool `help:"Also recompute every path's NAR hash and check its file modes."`
-	Repair        bool `help:"Remove backing entries that have no record."`
+	CheckContents bool `help:"Also recompute every path's NAR hash and check its file modes and recorded derivation outputs."`
+	Repair        bool `help:"Remove backing entries that have no record, rebuild the indexes and re-canonicalise contents; exit 0 if nothing is left wrong."`
 }
 
 // problemsError reports that the checker found problems; exit code 1.
@@ -32,6 +32,9 @@ func runVerify(ctx context.Context, s *store.Store, io stdio, opts store.CheckOp
 	if err != nil {
 		return err
 	}
+	for _, p := range probs {
+		fmt.Fprintln(io.err, p)
+	}
 	if repair && len(probs) > 0 {
 		if err := s.Repair(); err != nil {
 			return err
@@ -39,9 +42,9 @@ func runVerify(ctx context.Context, s *store.Store, io stdio, opts store.CheckOp
 		if probs, err = s.Check(opts); err != nil {
 			return err
 		}
-	}
-	for _, p := range probs {
-		fmt.Fprintln(io.err, p)
+		for _, p := range probs {
+			fmt.Fprintln(io.err, "after repair:", p)
+		}
 	}
 	if len(probs) > 0 {
 		return problemsError(len(probs))

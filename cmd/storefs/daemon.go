@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,16 +27,20 @@ import (
 //
 //	GET  /status            -> statusReply
 //	POST /realise           realiseRequest -> []realiseResult, and the exit code in X-Exit-Code
+//	POST /umount            stop serving: fail pending lookups, unmount, exit
 
 // daemonStatus tracks what the daemon is doing, for `storefs status`, and
 // keeps the recent failures in <state>/status.json as well.
 type daemonStatus struct {
 	s    *store.Store
 	file string
+	fsys *fusefs.FS           // set once before serving
+	logf func(string, ...any) // logs each event; may be nil
 
 	mu       sync.Mutex // guards below
 	building map[string]time.Time
 	failures []failureReport
+	started  int
 	done     int
 }
 
@@ -46,9 +51,12 @@ type failureReport struct {
 }
 
 type statusReply struct {
+	Daemon    bool            `json:"daemon"`   // false: no mount runs, and only the last one's failures are known
 	Running   []string        `json:"running"`  // builds and substitutions under way, with their start
 	Goals     []string        `json:"goals"`    // every goal, running or waiting
-	Finished  int             `json:"finished"` // builds and substitutions done since the mount
+	Started   int             `json:"started"`  // builds and substitutions started since the mount
+	Finished  int             `json:"finished"` // builds and substitutions ended (done or failed) since the mount
+	Mount     fusefs.Stats    `json:"mount"`    // what reached the store dir's root
 	Failures  []failureReport `json:"failures"` // the most recent first
 	StoreDir  string          `json:"storeDir"`
 	StateDir  string          `json:"stateDir"`
@@ -68,9 +76,25 @@ func (d *daemonStatus) Event(e goals.Event) {
 	switch e.Kind {
 	case goals.BuildStarted, goals.SubstitutionStarted:
 		d.building[name] = time.Now()
+		d.started++
 	default:
 		delete(d.building, name)
 		d.done++
+	}
+	if d.logf != nil {
+		switch e.Kind {
+		case goals.BuildStarted:
+			d.logf("building %s", name)
+		case goals.BuildFinished:
+			d.logf("built %s", name)
+		case goals.SubstitutionStarted:
+			d.logf("substituting %s", name)
+		case goals.SubstitutionFinished:
+			d.logf("substituted %s", name)
+		case goals.BuildFailed, goals.SubstitutionFailed:
+			first, _, _ := strings.Cut(fmt.Sprint(e.Err), "\n")
+			d.logf("failed: %s", first)
+		}
 	}
 }
 
@@ -92,8 +116,11 @@ func (d *daemonStatus) failed(p storepath.Path, err error) {
 func (d *daemonStatus) reply(w *goals.Worker, started time.Time) statusReply {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := statusReply{Finished: d.done, Failures: append([]failureReport{}, d.failures...), Goals: w.Running(),
+	r := statusReply{Daemon: true, Started: d.started, Finished: d.done, Failures: append([]failureReport{}, d.failures...), Goals: w.Running(),
 		StoreDir: string(d.s.Dir), StateDir: d.s.State, StartedAt: started, Running: []string{}}
+	if d.fsys != nil {
+		r.Mount = d.fsys.Stats()
+	}
 	for name, t := range d.building {
 		r.Running = append(r.Running, fmt.Sprintf("%s (%s)", name, time.Since(t).Round(time.Second)))
 	}
@@ -109,8 +136,9 @@ type realiseRequest struct {
 	RetryFailed bool     `json:"retryFailed"`
 }
 
-// serveDaemon listens on the socket; closing the listener stops it.
-func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fusefs.FS, logger *log.Logger) (net.Listener, error) {
+// serveDaemon listens on the socket; closing the listener stops it. A
+// request to unmount is sent on stop.
+func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fusefs.FS, logger *log.Logger, stop chan<- struct{}) (net.Listener, error) {
 	path := socketPath(s.State)
 	os.Remove(path) // the socket of a daemon that died
 	l, err := net.Listen("unix", path)
@@ -144,6 +172,7 @@ func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fu
 		}
 		fsys.ForgetNegative()
 		results, errs := realiseTargets(r.Context(), w, targets, req.KeepGoing)
+		fsys.Added(realisedPaths(s, results)...)
 		code := 0
 		if err := combineRealiseErrors(errs); err != nil {
 			code = exitFailure
@@ -155,9 +184,38 @@ func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fu
 		rw.Header().Set("X-Exit-Code", fmt.Sprint(code))
 		writeJSON(rw, results)
 	})
+	mux.HandleFunc("POST /umount", func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case stop <- struct{}{}:
+		default: // already asked
+		}
+		rw.WriteHeader(http.StatusOK)
+	})
 	srv := &http.Server{Handler: mux, ErrorLog: logger}
 	go srv.Serve(l)
 	return l, nil
+}
+
+// realisedPaths are the paths the results name that were realised.
+func realisedPaths(s *store.Store, results []realiseResult) []storepath.Path {
+	var out []storepath.Path
+	add := func(full string) {
+		if p, err := s.Dir.Parse(full); err == nil {
+			out = append(out, p)
+		}
+	}
+	for _, r := range results {
+		if r.Error != "" {
+			continue
+		}
+		if r.Path != "" {
+			add(r.Path)
+		}
+		for _, o := range r.Outputs {
+			add(o)
+		}
+	}
+	return out
 }
 
 func writeJSON(rw http.ResponseWriter, v any) {

@@ -90,6 +90,7 @@ type CLI struct {
 	Log      logCmd      `cmd:"" help:"Print the build log of a derivation or of the derivation of a path."`
 	Import   importCmd   `cmd:"" help:"Add the paths of a nix-store --export stream read from stdin."`
 	Export   exportCmd   `cmd:"" help:"Write paths as a nix-store --export stream to stdout."`
+	Copy     copyCmd     `cmd:"" help:"Copy paths' closures to a file:// binary cache, or substitute them from one (as nix copy)."`
 }
 
 func main() {

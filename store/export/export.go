@@ -73,11 +73,15 @@ func NewReader(r io.Reader, dir storepath.Dir) *Reader {
 
 func (r *Reader) fail(err error) error {
 	if r.err == nil {
+		off := r.offset()
 		var ne *nar.Error
 		if errors.As(err, &ne) {
-			err = fmt.Errorf("in its NAR at stream offset %d: %w", r.off+ne.Offset, err)
+			// The NAR error names its own offset; the stream's is where
+			// the NAR starts plus that.
+			off = r.off + ne.Offset
+			err = fmt.Errorf("in its NAR: %w", err)
 		}
-		r.err = &Error{Index: r.index, Offset: r.offset(), Err: err}
+		r.err = &Error{Index: r.index, Offset: off, Err: err}
 	}
 	return r.err
 }
@@ -232,6 +236,9 @@ func (r *Reader) path(what string) (storepath.Path, error) {
 	}
 	p, err := r.dir.Parse(s)
 	if err != nil {
+		if what == "store path" { // the error says so already
+			return storepath.Path{}, r.fail(err)
+		}
 		return storepath.Path{}, r.fail(fmt.Errorf("%s: %w", what, err))
 	}
 	return p, nil

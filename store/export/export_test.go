@@ -101,6 +101,13 @@ func TestMalformed(t *testing.T) {
 		{"empty", nil, "path 1, offset 0: stream truncated in the path marker"},
 		{"bad marker", le(7), "path marker is 7"},
 		{"truncated nar", good[:40], "path 1"},
+		{"bad nar magic", bytes.Replace(good, []byte("nix-archive-1"), []byte("nix-archive-2"), 1), "path 1, offset 8: in its NAR: nar offset 0 (root): not a NAR"},
+		{"bad nar in path 2", func() []byte {
+			i := bytes.LastIndex(good, []byte("nix-archive-1"))
+			b := append([]byte{}, good...)
+			b[i+3] = 'X'
+			return b
+		}(), "path 2, offset"},
 		{"truncated trailer", good[:magicAt+4], "stream truncated in the magic"},
 		{"bad magic", append(append(append([]byte{}, good[:magicAt]...), le(0x1234)...), good[magicAt+8:]...), "magic is 0x1234"},
 		{"no end", good[:len(good)-8], "path 3, offset"},
@@ -123,12 +130,17 @@ func FuzzReader(f *testing.F) {
 	f.Add(stream(f))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Any input reads, or fails with an *Error naming where; none
+		// panics or allocates without bound.
 		es, err := readAll(data)
-		if err != nil {
-			return
+		var ee *Error
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("error %v (%T) is not an *Error", err, err)
 		}
-		// What reads back must be written back the same, save the
-		// optional legacy signature, which the writer never writes.
-		_ = es
+		for _, e := range es {
+			if e.Path.IsZero() {
+				t.Fatalf("entry without a path: %+v", e)
+			}
+		}
 	})
 }

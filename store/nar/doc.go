@@ -17,7 +17,9 @@
 //     returns each node in archive order, Read the current file's contents.
 //     It counts and hashes exactly the archive's bytes (NarSize, NarHash).
 //   - Restore and RestoreFrom unpack a NAR into a new directory tree, creating
-//     every entry relative to its parent's directory file descriptor.
+//     every entry relative to its parent's directory file descriptor; small
+//     files and the pieces of large ones are written by goroutines while
+//     the archive is read on.
 //   - List builds the `.ls` listing of binary caches in one pass.
 //
 // # Paths
@@ -34,8 +36,9 @@
 //     bytes) and file sizes (below 2^63). A non-canonical archive cannot have
 //     a stable narHash, so this is stricter than Nix 2.8, which restores
 //     unsorted entries and ignores bytes after the archive.
-//   - Every error of the Reader, Restore and List is an *Error naming the
-//     byte offset in the NAR and the entry, and stays the Reader's error.
+//   - Every error of the Reader and List, and every error of Restore but
+//     "the target already exists", is an *Error naming the byte offset in
+//     the NAR and the entry; a Reader's error sticks.
 //   - The Reader never consumes a byte past the archive's end from a
 //     *bufio.Reader it is given, so a caller can go on reading what follows
 //     (the export stream). Other sources are wrapped in a buffer of its own.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -125,13 +126,13 @@ func Dump(w io.Writer, path string) error {
 }
 
 func dumpRootFile(o *out, path string, st *unix.Stat_t) error {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := openRead(unix.AT_FDCWD, path, unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
 	o.buf = appendRegularHeader(o.buf, st.Mode&unix.S_IXUSR != 0, st.Size)
-	if err := copyContents(o, fd, st.Size, path, make([]byte, streamBufSize)); err != nil {
+	if err := streamContents(o, fd, st.Size, path, newPieceBufs()); err != nil {
 		return err
 	}
 	o.pad(st.Size)
@@ -139,30 +140,24 @@ func dumpRootFile(o *out, path string, st *unix.Stat_t) error {
 	return nil
 }
 
-// streamBufSize is the read size of files too large to read ahead.
-const streamBufSize = 1 << 20
+// noAtime is O_NOATIME until the kernel refuses it (EPERM: not the owner
+// and no CAP_FOWNER): reading a tree then never dirties its inodes, which
+// on a journalling file system is the costly part of a first dump.
+var noAtime atomic.Int32
 
-// copyContents writes the size bytes of the file fd to o.
-func copyContents(o *out, fd int, size int64, path string, buf []byte) error {
-	for size > 0 && o.err == nil {
-		b := buf
-		if int64(len(b)) > size {
-			b = b[:size]
+func init() { noAtime.Store(unix.O_NOATIME) }
+
+// openRead opens name in dirfd for reading.
+func openRead(dirfd int, name string, flags int) (int, error) {
+	flags |= unix.O_RDONLY | unix.O_CLOEXEC
+	if na := int(noAtime.Load()); na != 0 {
+		fd, err := unix.Openat(dirfd, name, flags|na, 0)
+		if err != unix.EPERM {
+			return fd, err
 		}
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return fmt.Errorf("%s: file shrank while being archived (%d bytes missing)", path, size)
-		}
-		o.write(b[:n])
-		size -= int64(n)
+		noAtime.Store(0)
 	}
-	return nil
+	return unix.Openat(dirfd, name, flags, 0)
 }
 
 // readFull reads exactly len(b) bytes of the file fd.

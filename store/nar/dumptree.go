@@ -19,18 +19,19 @@ import (
 //   - a worker encodes a whole batch into one buffer (slab): it opens each
 //     file relative to its directory's descriptor, fstats it and reads
 //     small files straight into the slab, at their place in the NAR; large
-//     files are left open, to be streamed by the writer;
+//     files are left open, to be streamed by the writer (dumpstream.go);
 //   - the writer (Dump's goroutine) writes the batches in order, each slab in
 //     a few large writes.
 //
 // Synchronisation is per batch, not per file. What is in flight is bounded:
-// at most maxBatches batches, each with at most slabInline bytes of file
-// contents and batchLen nodes (so as many open descriptors).
+// about maxBatches batches, each with at most slabInline bytes of file
+// contents and batchLen nodes (so as many descriptors of large files left
+// open, plus one per directory in use).
 const (
 	batchLen     = 256
-	aheadMaxFile = 256 << 10 // larger files are streamed by the writer
-	slabInline   = 4 << 20
-	maxBatches   = 8
+	aheadMaxFile = 1 << 20 // larger files are streamed by the writer
+	slabInline   = 8 << 20
+	maxBatches   = 6
 )
 
 type itemKind uint8
@@ -102,7 +103,7 @@ type dumper struct {
 
 // dumpTree writes the directory at root (the magic is written already).
 func dumpTree(o *out, root string) error {
-	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := openRead(unix.AT_FDCWD, root, unix.O_DIRECTORY|unix.O_NOFOLLOW)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: root, Err: err}
 	}
@@ -145,9 +146,14 @@ func (d *dumper) send() bool {
 	select {
 	case d.ordered <- b:
 	case <-d.quit:
+		for i := range b.items {
+			if b.items[i].dir != nil {
+				b.items[i].dir.unref()
+			}
+		}
 		return false
 	}
-	d.jobs <- b // never blocks: a batch in jobs is also in ordered
+	d.jobs <- b // waits at most for a worker to take an earlier batch
 	return true
 }
 
@@ -213,7 +219,7 @@ func (d *dumper) walk(dir *dirRef, name string, root bool) bool {
 		case unix.DT_LNK:
 			ok = d.emit(item{kind: itemSymlink, name: e.name, dir: dir})
 		case unix.DT_DIR:
-			fd, err := unix.Openat(dir.fd, e.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			fd, err := openRead(dir.fd, e.name, unix.O_DIRECTORY|unix.O_NOFOLLOW)
 			if err != nil {
 				return d.fail(&os.PathError{Op: "open", Path: dir.path + "/" + e.name, Err: err})
 			}

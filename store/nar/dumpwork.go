@@ -91,7 +91,7 @@ func (d *dumper) encode(b *batch) {
 // encodeFile appends a regular file: its contents when it is small enough
 // and the batch has room, else a segment for the writer to stream.
 func (d *dumper) encodeFile(b *batch, it *item, buf []byte, inline int64) ([]byte, int64) {
-	fd, err := unix.Openat(it.dir.fd, it.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := openRead(it.dir.fd, it.name, unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	if err != nil {
 		b.err = &os.PathError{Op: "open", Path: it.path(), Err: err}
 		return buf, inline
@@ -153,7 +153,7 @@ func appendRegularHeader(buf []byte, exec bool, size int64) []byte {
 // write writes the batches in order; after an error it only cleans up.
 func (d *dumper) write(o *out) error {
 	var err error
-	var stream []byte
+	pb := newPieceBufs()
 	for b := range d.ordered {
 		<-b.done
 		if err == nil {
@@ -162,10 +162,7 @@ func (d *dumper) write(o *out) error {
 				s := &b.segs[i]
 				o.write(b.slab[from:s.end])
 				from = s.end
-				if stream == nil {
-					stream = make([]byte, streamBufSize)
-				}
-				err = copyContents(o, s.fd, s.size, s.path, stream)
+				err = streamContents(o, s.fd, s.size, s.path, pb)
 				unix.Close(s.fd)
 				s.fd = -1
 				if err != nil {

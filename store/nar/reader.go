@@ -146,8 +146,21 @@ func (r *Reader) consumed(p []byte) {
 	r.off += int64(len(p))
 }
 
+// desc names what is being read, for errors; built without allocating.
+type desc struct {
+	s   string
+	tag bool // s is a fixed token, shown quoted
+}
+
+func (d desc) String() string {
+	if d.tag {
+		return fmt.Sprintf("%q", d.s)
+	}
+	return d.s
+}
+
 // fill reads exactly len(p) bytes of the archive; what names them in errors.
-func (r *Reader) fill(p []byte, what string) error {
+func (r *Reader) fill(p []byte, what desc) error {
 	n, err := io.ReadFull(r.br, p)
 	r.consumed(p[:n])
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -161,7 +174,7 @@ func (r *Reader) fill(p []byte, what string) error {
 
 // token reads one string of at most max bytes; the result is valid until the
 // next read. A longer string is reported by tooLong, given its length.
-func (r *Reader) token(max int, what string, tooLong func(n uint64) error) ([]byte, error) {
+func (r *Reader) token(max int, what desc, tooLong func(n uint64) error) ([]byte, error) {
 	start := r.off
 	if err := r.fill(r.buf[:8], what); err != nil {
 		return nil, err
@@ -185,7 +198,7 @@ func (r *Reader) token(max int, what string, tooLong func(n uint64) error) ([]by
 
 // tag reads one of the grammar's fixed tokens.
 func (r *Reader) tag(want string) ([]byte, error) {
-	return r.token(maxTagLen, fmt.Sprintf("%q", want), func(n uint64) error {
+	return r.token(maxTagLen, desc{want, true}, func(n uint64) error {
 		return fmt.Errorf("expected %q, got a string of %d bytes", want, n)
 	})
 }
@@ -214,7 +227,7 @@ func (r *Reader) Next() (*Header, error) {
 	switch r.state {
 	case stMagic:
 		start := r.off
-		got, err := r.token(len(magic), "the magic", func(n uint64) error {
+		got, err := r.token(len(magic), desc{s: "the magic"}, func(n uint64) error {
 			return fmt.Errorf("not a NAR: bad magic (a string of %d bytes, want %q)", n, magic)
 		})
 		if err != nil {
@@ -269,7 +282,7 @@ func (r *Reader) Next() (*Header, error) {
 				return nil, err
 			}
 			nameOff := r.off
-			b, err := r.token(MaxNameLen, "an entry name", func(n uint64) error {
+			b, err := r.token(MaxNameLen, desc{s: "an entry name"}, func(n uint64) error {
 				return fmt.Errorf("entry name of %d bytes is longer than %d", n, MaxNameLen)
 			})
 			if err != nil {
@@ -340,7 +353,7 @@ func (r *Reader) node(path string) (*Header, error) {
 			return nil, err
 		}
 		targetOff := r.off
-		b, err := r.token(MaxTargetLen, "a symlink target", func(n uint64) error {
+		b, err := r.token(MaxTargetLen, desc{s: "a symlink target"}, func(n uint64) error {
 			return fmt.Errorf("symlink target of %d bytes is longer than %d", n, MaxTargetLen)
 		})
 		if err != nil {
@@ -387,7 +400,7 @@ func (r *Reader) regular(path string) (*Header, error) {
 		return nil, r.failf(start, `expected "contents" or "executable", got %q`, got)
 	}
 	sizeOff := r.off
-	if err := r.fill(r.buf[:8], "a file size"); err != nil {
+	if err := r.fill(r.buf[:8], desc{s: "a file size"}); err != nil {
 		return nil, err
 	}
 	size := binary.LittleEndian.Uint64(r.buf[:8])
@@ -424,6 +437,22 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return n, r.failf(r.off, "reading file contents: %w", err)
 	}
 	return n, nil
+}
+
+// readContents reads exactly len(p) bytes of the current file's contents;
+// large reads go from the source straight into p.
+func (r *Reader) readContents(p []byte) error {
+	if int64(len(p)) > r.remain {
+		return r.failf(r.off, "internal error: reading %d bytes of a file with %d left", len(p), r.remain)
+	}
+	for len(p) > 0 {
+		n, err := r.Read(p)
+		p = p[n:]
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eachChunk hands the rest of the current file's contents to fn in pieces
@@ -469,7 +498,7 @@ func (r *Reader) skipContents() error {
 func (r *Reader) endContents() error {
 	start := r.off
 	pad := r.buf[:r.pad]
-	if err := r.fill(pad, "the padding of file contents"); err != nil {
+	if err := r.fill(pad, desc{s: "the padding of file contents"}); err != nil {
 		return err
 	}
 	for _, c := range pad {

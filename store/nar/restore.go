@@ -43,15 +43,8 @@ func RestoreFrom(nr *Reader, target string) error {
 	if nr.state != stMagic || nr.err != nil {
 		return errors.New("nar: RestoreFrom needs a Reader at the start of an archive")
 	}
-	fix, err := umaskStrips()
-	if err != nil {
-		return err
-	}
-	rs := &restorer{nr: nr, target: target, fixModes: fix}
-	err = rs.run()
-	for _, d := range rs.dirs {
-		unix.Close(d.fd)
-	}
+	rs := &restorer{nr: nr, target: target, fixModes: umaskStrips()}
+	err := rs.run()
 	if err != nil && rs.created {
 		removeAt(unix.AT_FDCWD, target)
 	}
@@ -59,45 +52,42 @@ func RestoreFrom(nr *Reader, target string) error {
 }
 
 // umaskStrips reports whether the process umask would take bits off 0555,
-// in which case every mode is set explicitly.
-func umaskStrips() (bool, error) {
+// in which case every mode is set explicitly. Reading it from /proc, unlike
+// umask(2), does not change it under other goroutines' feet.
+func umaskStrips() bool {
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return true, nil
+		return true
 	}
 	for line := range strings.SplitSeq(string(status), "\n") {
 		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
 			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
-			if err != nil {
-				return true, nil
-			}
-			return m&0o555 != 0, nil
+			return err != nil || m&0o555 != 0
 		}
 	}
-	return true, nil
+	return true
 }
 
 type restorer struct {
 	nr       *Reader
 	target   string
 	fixModes bool
-	created  bool   // target exists and is ours to remove on failure
-	dirs     []rdir // the open directories, root first
-}
-
-// rdir is an open directory being filled.
-type rdir struct {
-	fd   int
-	path string // its Header.Path
+	created  bool    // target exists and is ours to remove on failure
+	dirs     []*rdir // the open directories, root first
+	w        *writers
 }
 
 // fail makes err an *Error at the current node.
 func (rs *restorer) fail(h *Header, op string, err error) error {
-	where := rs.target
-	if h.Path != "" {
-		where += "/" + h.Path
+	return pathError(rs.nr.off, rs.target, h.Path, op, err)
+}
+
+func pathError(off int64, target, path, op string, err error) error {
+	where := target
+	if path != "" {
+		where += "/" + path
 	}
-	return &Error{Offset: rs.nr.off, Path: h.Path, Err: fmt.Errorf("%s %s: %w", op, where, err)}
+	return &Error{Offset: off, Path: path, Err: fmt.Errorf("%s %s: %w", op, where, err)}
 }
 
 func (rs *restorer) run() error {
@@ -105,18 +95,41 @@ func (rs *restorer) run() error {
 	if err != nil {
 		return err
 	}
-	if err := rs.create(unix.AT_FDCWD, rs.target, h); err != nil {
+	if err := rs.create(nil, rs.target, h); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("restoring a NAR into %s: the target already exists", rs.target)
 		}
 		return err
 	}
+	if h.Type != TypeDirectory {
+		if _, err := rs.nr.Next(); err != io.EOF {
+			return err // the archive's end, or an error: nothing follows a file
+		}
+		return nil
+	}
+	rs.w = newWriters(rs)
+	err = rs.entries()
+	for len(rs.dirs) > 0 { // on success, the last user makes each read-only
+		rs.dirs[len(rs.dirs)-1].unref(rs.w, err == nil)
+		rs.dirs = rs.dirs[:len(rs.dirs)-1]
+	}
+	if werr := rs.w.finish(err == nil); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// entries creates everything below the root directory.
+func (rs *restorer) entries() error {
 	for {
 		h, err := rs.nr.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
+			return err
+		}
+		if err := rs.w.failed(); err != nil {
 			return err
 		}
 		parent, name := "", h.Path
@@ -124,58 +137,39 @@ func (rs *restorer) run() error {
 			parent, name = h.Path[:i], h.Path[i+1:]
 		}
 		for len(rs.dirs) > 0 && rs.dirs[len(rs.dirs)-1].path != parent {
-			if err := rs.closeDir(h); err != nil {
-				return err
-			}
+			rs.dirs[len(rs.dirs)-1].unref(rs.w, true)
+			rs.dirs = rs.dirs[:len(rs.dirs)-1]
 		}
 		if len(rs.dirs) == 0 { // the Reader guarantees the parent was read
 			return rs.fail(h, "restoring", errors.New("entry outside any directory"))
 		}
-		if err := rs.create(rs.dirs[len(rs.dirs)-1].fd, name, h); err != nil {
+		if err := rs.create(rs.dirs[len(rs.dirs)-1], name, h); err != nil {
 			return err
 		}
 	}
-	for len(rs.dirs) > 0 {
-		if err := rs.closeDir(&Header{}); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
-// closeDir makes the innermost open directory read-only and closes it.
-func (rs *restorer) closeDir(h *Header) error {
-	d := rs.dirs[len(rs.dirs)-1]
-	rs.dirs = rs.dirs[:len(rs.dirs)-1]
-	err := unix.Fchmod(d.fd, 0o555)
-	unix.Close(d.fd)
-	if err != nil {
-		return rs.fail(&Header{Path: d.path}, "chmod", err)
-	}
-	return nil
-}
-
-// made records that the target itself now exists.
-func (rs *restorer) made(dirfd int) {
-	if dirfd == unix.AT_FDCWD {
-		rs.created = true
-	}
-}
-
-// create makes the node h as name in the directory dirfd.
-func (rs *restorer) create(dirfd int, name string, h *Header) error {
+// create makes the node h as name in the directory dir (nil: name is the
+// target itself). Small files are handed to the writers.
+func (rs *restorer) create(dir *rdir, name string, h *Header) error {
 	const flags = unix.O_NOFOLLOW | unix.O_CLOEXEC
+	dirfd := unix.AT_FDCWD
+	if dir != nil {
+		dirfd = dir.fd
+	}
 	switch h.Type {
 	case TypeDirectory:
 		if err := unix.Mkdirat(dirfd, name, 0o755); err != nil {
 			return rs.fail(h, "mkdir", err)
 		}
-		rs.made(dirfd)
+		rs.created = true
 		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|flags, 0)
 		if err != nil {
 			return rs.fail(h, "open", err)
 		}
-		rs.dirs = append(rs.dirs, rdir{fd: fd, path: h.Path})
+		d := &rdir{fd: fd, path: h.Path}
+		d.refs.Store(1)
+		rs.dirs = append(rs.dirs, d)
 		if rs.fixModes {
 			if err := unix.Fchmod(fd, 0o755); err != nil {
 				return rs.fail(h, "chmod", err)
@@ -185,20 +179,22 @@ func (rs *restorer) create(dirfd int, name string, h *Header) error {
 		if err := unix.Symlinkat(h.LinkTarget, dirfd, name); err != nil {
 			return rs.fail(h, "symlink", err)
 		}
-		rs.made(dirfd)
+		rs.created = true
 	case TypeRegular:
-		mode := uint32(0o444)
-		if h.Executable {
-			mode = 0o555
+		if dir != nil && h.Size <= writerMaxFile {
+			return rs.w.add(dir, name, h)
 		}
-		fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|flags, mode)
+		fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|flags, fileMode(h.Executable))
 		if err != nil {
 			return rs.fail(h, "create", err)
 		}
-		rs.made(dirfd)
+		rs.created = true
+		if dir != nil {
+			return rs.w.addLarge(fd, h)
+		}
 		err = rs.nr.eachChunk(func(b []byte) error { return writeAll(fd, b) })
 		if err == nil && rs.fixModes {
-			err = unix.Fchmod(fd, mode)
+			err = unix.Fchmod(fd, fileMode(h.Executable))
 		}
 		if cerr := unix.Close(fd); err == nil && cerr != nil {
 			err = cerr
@@ -214,6 +210,13 @@ func (rs *restorer) create(dirfd int, name string, h *Header) error {
 		return rs.fail(h, "restoring", fmt.Errorf("unknown node type %v", h.Type))
 	}
 	return nil
+}
+
+func fileMode(exec bool) uint32 {
+	if exec {
+		return 0o555
+	}
+	return 0o444
 }
 
 func writeAll(fd int, b []byte) error {

@@ -1,0 +1,224 @@
+package realise
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"path/filepath"
+
+	"storefs/goals"
+	"storefs/store"
+	"storefs/store/nar"
+	"storefs/store/narinfo"
+	"storefs/store/nixhash"
+	"storefs/store/storepath"
+)
+
+// MismatchError is a download that does not match its narinfo: the file's
+// hash or size, or the NAR's. Nothing of it is registered.
+type MismatchError struct {
+	Path       string // the full store path
+	URL        string // the file's URL
+	What       string // "FileHash", "FileSize", "NarHash", "NarSize"
+	Want, Got  string
+	Compressed bool
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("%s mismatch for %s in %s: the narinfo says %s, the download has %s", e.What, e.Path, e.URL, e.Want, e.Got)
+}
+
+// Fetch downloads p from the candidates Query found, best first, until one
+// verifies, and registers it. The caller holds p's lock and has made p's
+// references valid.
+func (sub *Substituter) Fetch(ctx context.Context, p storepath.Path, s *goals.Substitute) error {
+	src, ok := s.Source.(*source)
+	if !ok || len(src.candidates) == 0 {
+		return fmt.Errorf("substituting %s: not a substitute found by this substituter", sub.Store.Print(p))
+	}
+	var errs []error
+	for _, c := range src.candidates {
+		err := sub.fetchOne(ctx, p, c)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		errs = append(errs, fmt.Errorf("from %s: %w", c.cache.URL, err))
+		if len(src.candidates) > 1 {
+			sub.warn(fmt.Sprintf("substituting %s from %s failed: %v", sub.Store.Print(p), c.cache.URL, err))
+		}
+	}
+	return fmt.Errorf("substituting %s: %w", sub.Store.Print(p), errors.Join(errs...))
+}
+
+// fetchOne downloads, checks and registers p from one cache, in one
+// streaming pass and without a temporary NAR file.
+func (sub *Substituter) fetchOne(ctx context.Context, p storepath.Path, c candidate) error {
+	ni := c.ni
+	url := c.cache.URL + "/" + ni.URL
+	full := sub.Store.Print(p)
+	body, err := c.cache.backend.open(ctx, ni.URL)
+	if err != nil {
+		if errors.Is(err, errNotInCache) {
+			return fmt.Errorf("the narinfo names %s, which the cache does not have: %w", url, err)
+		}
+		return err
+	}
+	defer body.Close()
+
+	file := &hashingReader{r: body, h: sha256.New(), limit: ni.FileSize, url: url}
+	if sub.opts.OnProgress != nil {
+		file.progress = func(n uint64) { sub.opts.OnProgress(p, n, ni.FileSize) }
+	}
+	dec, err := decompressor(ni.Compression, file)
+	if err != nil {
+		return fmt.Errorf("decompressing %s: %w", url, err)
+	}
+	defer dec.Close()
+	narStream := &boundedReader{r: dec, left: ni.NarSize, url: url}
+
+	tmp, err := sub.Store.NewTemp()
+	if err != nil {
+		return err
+	}
+	defer forceRemove(tmp)
+	contents := filepath.Join(tmp, p.Base())
+	nr := nar.NewReader(bufio.NewReaderSize(fullReader{narStream}, 1<<20))
+	if err := nar.RestoreFrom(nr, contents); err != nil {
+		return fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err)
+	}
+	if err := nr.CheckEOF(); err != nil {
+		return fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err)
+	}
+	if got := uint64(nr.NarSize()); got != ni.NarSize {
+		return &MismatchError{Path: full, URL: url, What: "NarSize", Want: fmt.Sprint(ni.NarSize), Got: fmt.Sprint(got)}
+	}
+	if got := nr.NarHash(); got != ni.NarHash {
+		return &MismatchError{Path: full, URL: url, What: "NarHash", Want: ni.NarHash.String(), Got: got.String()}
+	}
+	// The rest of the file (a compressor's trailer) is part of its hash.
+	if _, err := io.Copy(io.Discard, file); err != nil {
+		return fmt.Errorf("reading %s: %w", url, err)
+	}
+	file.report()
+	if err := checkFile(ni, file, full, url); err != nil {
+		return err
+	}
+	info := store.PathInfo{
+		Path:       p,
+		NarHash:    ni.NarHash,
+		NarSize:    ni.NarSize,
+		References: ni.References,
+		Deriver:    ni.Deriver,
+		CA:         ni.CA,
+	}
+	for _, s := range ni.Sigs {
+		info.Sigs = append(info.Sigs, s.String())
+	}
+	return sub.Store.Register(store.Registration{Info: info, Contents: contents})
+}
+
+// checkFile compares the downloaded file with FileSize and FileHash, when
+// the narinfo gives them.
+func checkFile(ni *narinfo.NarInfo, file *hashingReader, full, url string) error {
+	if ni.FileSize != 0 && file.n != ni.FileSize {
+		return &MismatchError{Path: full, URL: url, What: "FileSize", Want: fmt.Sprint(ni.FileSize), Got: fmt.Sprint(file.n), Compressed: true}
+	}
+	if !ni.FileHash.IsZero() {
+		h := file.h
+		if ni.FileHash.Algo != nixhash.SHA256 {
+			return fmt.Errorf("narinfo of %s: FileHash %s is not a sha256", full, ni.FileHash)
+		}
+		if got := nixhash.FromHasher(nixhash.SHA256, h); got != ni.FileHash {
+			return &MismatchError{Path: full, URL: url, What: "FileHash", Want: ni.FileHash.String(), Got: got.String(), Compressed: true}
+		}
+	}
+	return nil
+}
+
+// hashingReader hashes and counts the file as it is read, refuses to read
+// more than limit bytes (when limit is not 0), and reports progress about
+// every MiB.
+type hashingReader struct {
+	r        io.Reader
+	h        hash.Hash
+	n        uint64
+	limit    uint64
+	url      string
+	progress func(n uint64)
+	reported uint64
+}
+
+const progressEvery = 1 << 20
+
+func (r *hashingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.h.Write(p[:n])
+	r.n += uint64(n)
+	if r.limit != 0 && r.n > r.limit {
+		return n, fmt.Errorf("%s is longer than its FileSize %d", r.url, r.limit)
+	}
+	if r.progress != nil && r.n-r.reported >= progressEvery {
+		r.report()
+	}
+	return n, err
+}
+
+func (r *hashingReader) report() {
+	if r.progress != nil && r.n != r.reported {
+		r.reported = r.n
+		r.progress(r.n)
+	}
+}
+
+// fullReader fills each buffer it is given, so that the NAR reader's
+// buffer holds large pieces and files are written in large writes even
+// from a decoder that returns a few KiB per call (ulikunitz/xz does).
+type fullReader struct{ r io.Reader }
+
+func (f fullReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := f.r.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m == 0 && n > 0 {
+			break
+		}
+	}
+	return n, nil
+}
+
+// boundedReader refuses to decompress more than the narinfo's NarSize, so a
+// small file that expands without end is stopped at once.
+type boundedReader struct {
+	r    io.Reader
+	left uint64
+	url  string
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left == 0 {
+		// One byte more than NarSize is an error; EOF here is fine.
+		var one [1]byte
+		n, err := b.r.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("%s decompresses to more than its NarSize", b.url)
+		}
+		return 0, err
+	}
+	if uint64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= uint64(n)
+	return n, err
+}

@@ -1,0 +1,129 @@
+package store
+
+// The narinfo cache remembers what binary caches answered, so that asking
+// again within a TTL costs no network (as Nix's narinfo disk cache):
+//
+//	narinfoCache                         made on first use
+//	└── <cache URL> 0x00 <name> -> JSON of narInfoCacheRecord
+//
+// <name> is a store path's hash part for a narinfo lookup, or
+// "nix-cache-info" for the cache's own description (a hash part is 32 nix32
+// characters, so the two never collide). A record with found=false is a
+// miss: the cache answered 404. The caller decides how long an answer stays
+// fresh (realise: one hour for a miss, a month for a hit, as Nix).
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var bucketNarInfoCache = []byte("narinfoCache")
+
+// NarInfoCacheName is the name under which a cache's nix-cache-info is
+// remembered.
+const NarInfoCacheName = "nix-cache-info"
+
+// NarInfoCacheEntry is one remembered answer of a binary cache.
+type NarInfoCacheEntry struct {
+	Cache string    // the cache's URL, as configured
+	Name  string    // a hash part, or NarInfoCacheName
+	Time  time.Time // when the cache answered
+	Found bool      // false: the cache does not have it
+	Data  []byte    // the file, when Found
+}
+
+type narInfoCacheRecord struct {
+	Time  int64  `json:"time"`
+	Found bool   `json:"found"`
+	Data  string `json:"data,omitempty"`
+}
+
+func narInfoCacheKey(cache, name string) []byte { return pairKey(cache, name) }
+
+// LookupNarInfoCache returns the remembered answer of cache for name, or nil.
+func (s *Store) LookupNarInfoCache(cache, name string) (*NarInfoCacheEntry, error) {
+	var e *NarInfoCacheEntry
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNarInfoCache)
+		if b == nil {
+			return nil
+		}
+		v := b.Get(narInfoCacheKey(cache, name))
+		if v == nil {
+			return nil
+		}
+		var r narInfoCacheRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("narinfo cache record of %s in %s: %w", name, cache, err)
+		}
+		e = &NarInfoCacheEntry{Cache: cache, Name: name, Time: time.Unix(r.Time, 0), Found: r.Found}
+		if r.Found {
+			e.Data = []byte(r.Data)
+		}
+		return nil
+	})
+	return e, err
+}
+
+// PutNarInfoCache remembers answers, all in one transaction.
+func (s *Store) PutNarInfoCache(entries ...NarInfoCacheEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketNarInfoCache)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			r := narInfoCacheRecord{Time: e.Time.Unix(), Found: e.Found}
+			if e.Found {
+				r.Data = string(e.Data)
+			}
+			v, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(narInfoCacheKey(e.Cache, e.Name), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ForgetNarInfoCache forgets the answers of cache for names, or all of its
+// answers when names is empty (after writing to the cache, say).
+func (s *Store) ForgetNarInfoCache(cache string, names ...string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNarInfoCache)
+		if b == nil {
+			return nil
+		}
+		if len(names) > 0 {
+			for _, n := range names {
+				if err := b.Delete(narInfoCacheKey(cache, n)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		var keys [][]byte
+		err := forEachPair(b, cache, func(second string, _ []byte) error {
+			keys = append(keys, narInfoCacheKey(cache, second))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
