@@ -24,7 +24,8 @@
 //     by Worker.mu, is the only way to start one, so ten requests for a
 //     path make one build and every requester gets the one result. Across
 //     processes the store's path locks give the same: a goal takes its
-//     outputs' locks, then checks validity again before building.
+//     outputs' locks, then checks validity again, and for a failure that
+//     another process remembered meanwhile, before building.
 //  2. A goal runs while someone wants it. Each requester holds a reference;
 //     when a requester's context ends it lets go (returning at once), and
 //     when the last one has gone the goal's context is cancelled (killing
@@ -32,7 +33,10 @@
 //     starts afresh. Worker.Wait returns once every goal has wound down: a
 //     command calls it before exiting, so no builder outlives it.
 //  3. No more than MaxJobs builders run at once (build slots), and no more
-//     than MaxSubstitutionJobs substitutions.
+//     than MaxSubstitutionJobs substitutions. A build slot is given back
+//     when the builder's last process is gone (BuildOptions.BuilderDone),
+//     so the next builder runs while the outputs are hashed and
+//     registered; the output locks are held until they are valid.
 //  4. A failed build (a *BuildError: the builder ran, or its outputs were
 //     refused) is remembered in the store (failures bucket) with its reason
 //     and status, so requests within FailureTTL fail fast with the same

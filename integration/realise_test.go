@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -174,9 +175,9 @@ func (e *buildEnv) compareWithNix(t testing.TB, drvs ...string) {
 	}
 }
 
-// realiseBoth realises drvs with Nix and with storefs (extra flags
-// added) and returns storefs's result; both must succeed and print the
-// same output paths.
+// realiseBoth realises drvs with Nix and with storefs (extra flags added)
+// with jobs builds at once; both must succeed and print the same output
+// paths.
 func (e *buildEnv) realiseBoth(t testing.TB, jobs int, drvs []string, extra ...string) {
 	t.Helper()
 	nixOut := e.n.run(t, nil, "nix-store", append([]string{"--realise", "--max-jobs", fmt.Sprint(jobs)}, drvs...)...)
@@ -276,6 +277,8 @@ const realiseExpr = `rec {
   };
   envDump = mk { name = "env-dump"; args = ["-c" "export > $out; pwd >> $out; id >> $out; stat -c '%a %u %g %s %n' /build /build/.attr-* >> $out; umask >> $out"]; passAsFile = ["big"]; big = "x"; };
   outFile = mk { name = "out-link"; args = ["-c" "ln -s ${trivial} $out"]; };
+  i686 = mk { name = "i686"; system = "i686-linux"; args = ["-c" "uname -m > $out"]; };
+  kvm = mk { name = "kvm"; requiredSystemFeatures = ["kvm"]; args = ["-c" "ls /dev > $out"]; };
   logs = mk { name = "logs"; args = ["-c" "export >&2; echo to stdout; echo to stderr >&2; printf 'no newline at the end'; echo > $out"]; };
   fixedEnv = mk {
     name = "fixed-env"; args = ["-c" "export; printf fixed > $out"]; impureEnvVars = ["RZ_IMPURE" "RZ_UNSET"];
@@ -306,7 +309,7 @@ func recursiveHashes(t *testing.T) (sha256, sha1 string) {
 
 var realiseAttrs = []string{"trivial", "none", "self", "input", "multi", "multiUser", "c1", "c2", "c3",
 	"base", "left", "right", "diamond", "flatSha256", "flatSha1", "recSha256", "recSha1", "fixedUser",
-	"silent", "large", "strings", "envDump", "outFile", "logs", "fixedEnv"}
+	"silent", "large", "strings", "envDump", "outFile", "i686", "logs", "fixedEnv"}
 
 // TestRealiseAgainstNix realises derivations instantiated by Nix with
 // storefs and with Nix: every output must register with the narHash,
@@ -315,7 +318,12 @@ func TestRealiseAgainstNix(t *testing.T) {
 	e := newBuildEnv(t)
 	sha256, sha1 := recursiveHashes(t)
 	expr := strings.NewReplacer("@REC_SHA256@", sha256, "@REC_SHA1@", sha1).Replace(realiseExpr)
-	drvs := e.instantiate(t, expr, realiseAttrs...)
+	attrs := realiseAttrs
+	if _, err := os.Stat("/dev/kvm"); err == nil {
+		// Nix offers the kvm feature, and /dev/kvm, where there is one.
+		attrs = append([]string{"kvm"}, attrs...)
+	}
+	drvs := e.instantiate(t, expr, attrs...)
 	e.addDrvs(t, drvs...)
 	// A fixed-output builder gets the impureEnvVars from the environment
 	// of whoever builds.
@@ -332,25 +340,17 @@ func TestRealiseAgainstNix(t *testing.T) {
 			t.Errorf("log of %s:\n%s\nNix's:\n%s", drvs[i], got, want)
 		}
 	}
-	// Realising again builds nothing and prints the same.
+	// Realising again builds nothing.
 	r := e.sfsResult(t, append([]string{"realise"}, drvs...)...)
 	if r.code != 0 || strings.Contains(string(r.stderr), "building") {
 		t.Errorf("second realise: exit %d, stderr %s", r.code, r.stderr)
 	}
 	// Outputs chosen with !.
-	out := strings.TrimSpace(string(e.sfs(t, "realise", drvs[4]+"!dev")))
-	if want := e.outputsOf(t, drvs[4]); !strings.HasSuffix(out, "-multi-dev") || !contains(want, out) {
-		t.Errorf("realise %s!dev printed %q", drvs[4], out)
+	multi := drvs[slices.Index(attrs, "multi")]
+	out := strings.TrimSpace(string(e.sfs(t, "realise", multi+"!dev")))
+	if want := e.outputsOf(t, multi); !strings.HasSuffix(out, "-multi-dev") || !slices.Contains(want, out) {
+		t.Errorf("realise %s!dev printed %q", multi, out)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestRealiseDAGAgainstNix realises a 200-node DAG with both.
@@ -681,7 +681,7 @@ func (e *buildEnv) nixValid(t testing.TB, paths []string) []string {
 	invalid := strings.Fields(string(r.stdout))
 	var valid []string
 	for _, p := range paths {
-		if !contains(invalid, p) {
+		if !slices.Contains(invalid, p) {
 			valid = append(valid, p)
 		}
 	}

@@ -93,11 +93,14 @@ var (
 // CanBuild refuses a derivation for another system, or one that requires
 // system features this machine lacks, with Nix's message.
 func (b *Builder) CanBuild(drv storepath.Path, d *derivation.Derivation) error {
-	system := b.System
-	if system == "" {
-		system = HostSystem()
+	return checkPlatform(b.Store.Print(drv), d, b.system())
+}
+
+func (b *Builder) system() string {
+	if b.System != "" {
+		return b.System
 	}
-	return checkPlatform(b.Store.Print(drv), d, system)
+	return HostSystem()
 }
 
 // Build runs the builder of d (stored at drv) and registers its outputs.
@@ -138,7 +141,7 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 	}
 	env, err := builderEnv(s.Dir, d, buildDir, opts.Cores)
 	if err != nil {
-		return &goals.BuildError{Drv: drvName, Status: goals.StatusBuildFailed, Message: err.Error()}
+		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	spec := &sandbox.Spec{
 		Builder:   d.Builder,
@@ -151,6 +154,8 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		HostGID:   uid,
 		Timeout:   opts.Timeout,
 		MaxSilent: opts.MaxSilent,
+		KVM:       hasKVM(),
+		Linux32:   d.System == "i686-linux" && b.system() == "x86_64-linux",
 	}
 	for _, p := range closure {
 		spec.Inputs = append(spec.Inputs, sandbox.Mount{Host: s.RealPath(p), Path: s.Print(p)})
@@ -314,14 +319,30 @@ func builderEnv(dir storepath.Dir, d *derivation.Derivation, buildDir string, co
 }
 
 // systemFeatures are the features Nix 2.8 gives a Linux machine by
-// default, as it prints them; kvm only where /dev/kvm exists.
+// default, as it prints them; kvm only where /dev/kvm exists (builds then
+// get /dev/kvm, as in Nix).
 func systemFeatures() []string {
 	f := []string{"benchmark", "big-parallel", "nixos-test"}
-	if _, err := os.Stat("/dev/kvm"); err == nil {
+	if hasKVM() {
 		f = append(f, "kvm")
 	}
 	sort.Strings(f)
 	return f
+}
+
+func hasKVM() bool {
+	_, err := os.Stat("/dev/kvm")
+	return err == nil
+}
+
+// extraPlatforms are the systems this machine also builds for, as Nix
+// 2.8's default extra-platforms: i686-linux on x86_64-linux, built with
+// the 32-bit personality.
+func extraPlatforms(system string) []string {
+	if system == "x86_64-linux" {
+		return []string{"i686-linux"}
+	}
+	return nil
 }
 
 // checkPlatform refuses a derivation for another system, or one that
@@ -338,7 +359,7 @@ func checkPlatform(drvName string, d *derivation.Derivation, system string) erro
 			missing = true
 		}
 	}
-	if d.System == system && !missing {
+	if (d.System == system || slices.Contains(extraPlatforms(system), d.System)) && !missing {
 		return nil
 	}
 	return fmt.Errorf("a '%s' with features {%s} is required to build '%s', but I am a '%s' with features {%s}",

@@ -63,6 +63,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 		MaxJobs: c.MaxJobs, MaxSubstitutionJobs: c.Subst.MaxSubstitutionJobs, Cores: c.Cores,
 		FailureTTL: c.FailureTTL, Timeout: c.Timeout, MaxSilent: c.MaxSilentTime, Observer: status,
 	})
+	defer w.Wait() // no builder outlives the mount
 	fsys := fusefs.New(s, w, fusefs.Options{
 		NegativeTTL: c.NegativeTTL,
 		Passthrough: c.Passthrough,
@@ -81,33 +82,51 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	sock, err := serveDaemon(s, w, status, fsys, logger, stop)
 	if err != nil {
 		fsys.Shutdown()
-		unmount(string(dir), server.Unmount)
+		unmount(string(dir))
 		return err
 	}
 	defer sock.Close()
 	done := make(chan struct{})
 	go func() { server.Wait(); close(done) }()
+	gone := make(chan struct{}) // unmounted by someone else (umount, fusermount -u)
+	go func() {
+		for isMountedStorefs(string(dir)) {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+		close(gone)
+	}()
+	external := false
 	select {
 	case <-done:
-		logger.Printf("%s was unmounted", dir)
-		fsys.Shutdown()
-		return nil
+		external = true
+	case <-gone:
+		external = true
 	case <-ctx.Done():
 	case <-stop:
 	}
-	logger.Printf("unmounting %s", dir)
 	// Lookups waiting for builds fail now, so that nothing holds the mount
 	// busy; the goals stop with them (no one else wants them).
 	fsys.Shutdown()
-	if err := unmount(string(dir), server.Unmount); err != nil {
+	if external {
+		logger.Printf("%s was unmounted", dir)
+		return nil
+	}
+	logger.Printf("unmounting %s", dir)
+	if err := unmount(string(dir)); err != nil {
 		return err
 	}
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		// A process still has a file open in the detached mount; it
-		// keeps working until closed, and this process need not wait.
-		logger.Printf("%s is detached but still in use; exiting", dir)
+	case <-time.After(2 * time.Second):
+		// The kernel keeps the connection while anything still holds the
+		// mount: a file open in the detached mount, or a copy of the mount
+		// in a mount namespace made while it was up. Exiting closes the
+		// connection; waiting could take as long as they live.
+		logger.Printf("%s is unmounted here but still held elsewhere; closing the connection", dir)
 	}
 	return nil
 }
@@ -120,9 +139,12 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// unmount unmounts the server, lazily if something still uses the mount.
-func unmount(dir string, plain func() error) error {
-	if err := plain(); err == nil {
+// unmount unmounts dir, lazily if something still uses the mount. It never
+// waits for the server's request loops (fuse.Server.Unmount does, and they
+// end only when the kernel drops the connection; see Run).
+func unmount(dir string) error {
+	err := unix.Unmount(dir, 0)
+	if err == nil || errors.Is(err, unix.EINVAL) { // EINVAL: not mounted (any more)
 		return nil
 	}
 	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
@@ -162,9 +184,13 @@ func isMountedStorefs(dir string) bool {
 	if err != nil {
 		return false
 	}
+	real := dir // mountinfo shows the path with symlinks resolved
+	if parent, err := filepath.EvalSymlinks(filepath.Dir(dir)); err == nil {
+		real = filepath.Join(parent, filepath.Base(dir))
+	}
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == dir {
+		if len(f) > 4 && (f[4] == dir || f[4] == real) {
 			for i, x := range f {
 				if x == "-" && i+2 < len(f) && (f[i+1] == "fuse.storefs" || f[i+2] == "storefs") {
 					return true

@@ -78,6 +78,9 @@ func (c *realiseCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 		FailureTTL: c.FailureTTL, Timeout: c.Timeout, MaxSilent: c.MaxSilentTime,
 		Observer: prog,
 	})
+	// Builders of goals left behind (Ctrl-C, a failure without
+	// --keep-going) are killed before the command exits.
+	defer w.Wait()
 	return runRealise(ctx, w, io, targets, c.KeepGoing, c.JSON)
 }
 
