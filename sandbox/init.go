@@ -177,6 +177,12 @@ func runInit() error {
 	if err := step("setting the umask, core size limit and personality", nixProcess(c.Linux32)); err != nil {
 		return err
 	}
+	// Only stdin, stdout and stderr may reach the builder: every other
+	// descriptor (the status pipe, whatever the Go runtime opened) closes on
+	// exec, and the status pipe's closing tells Run the exec succeeded.
+	if err := step("marking descriptors close-on-exec", unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)); err != nil {
+		return err
+	}
 	if err := step("installing the seccomp filter", installSeccomp()); err != nil {
 		return err
 	}
