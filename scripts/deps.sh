@@ -11,6 +11,7 @@ command -v nix-store >/dev/null || need+=(nix-bin)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || need+=(busybox-static)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
+command -v bzip2 >/dev/null || need+=(bzip2)
 command -v nginx >/dev/null || need+=(nginx)
 
 if [ ${#need[@]} -gt 0 ]; then
