@@ -51,18 +51,20 @@
 // keeps file pages (FOPEN_KEEP_CACHE) and directory listings
 // (FOPEN_CACHE_DIR), and sends READ and READDIR without a handle
 // (opendir.go, read.go). Flush answers ENOSYS too, so close costs nothing.
-// Measured here (BenchmarkMount): opening and reading 20,000 small files
-// warm takes 1.0-1.2x native (go-fuse's plain loopback: 14x), find 0.7x
-// native (loopback: 13x).
+// Measured here (BenchmarkMount, a 2-CPU VM): opening and reading 20,000
+// small files warm takes 1.0-1.3x native (go-fuse's plain loopback:
+// 14-16x), find 0.6-0.7x native (loopback: 10-13x).
 //
-// The price is sequential reads of big files: the data is copied once more
-// into this mount's page cache, whose pages are 4 KiB (FUSE on this 6.18
-// kernel has no large folios), so a 1 GiB read runs at about half native
-// speed, cold or warm. Options.Passthrough (storefs mount --passthrough)
-// trades the other way: every open is a round trip that registers the
-// backing file for FUSE passthrough (kernel 6.9+), reads then run at native
-// speed, but opening many small files is 10x native. Passthrough and
-// no-open cannot be mixed: the kernel turns no-open on for the whole mount.
+// The price is sequential reads of big files: cold, every byte is copied
+// once more, into this mount's page cache (60% of the server's time goes
+// to that memcpy); warm, that page cache is made of 4 KiB pages (FUSE on
+// this 6.18 kernel has no large folios, ext4 has), so a 1 GiB read runs at
+// 0.4-0.6 of native speed either way. Options.Passthrough (storefs mount
+// --passthrough) trades the other way: every open is a round trip that
+// registers the backing file for FUSE passthrough (kernel 6.9+), reads run
+// at native speed (1.0), but opening many small files is 10x native.
+// Passthrough and no-open cannot be mixed: the kernel turns no-open on for
+// the whole connection.
 //
 // # Interrupts
 //
@@ -92,12 +94,22 @@
 //     long lookup. Mount checks it and warns.
 //  5. A lookup holds the root's inode lock shared for as long as it blocks,
 //     and the kernel takes it exclusively to drop a cached entry
-//     (NotifyEntry). Entry notifications therefore go out in their own
-//     goroutine (Added), never from a request, and never while waiting on
-//     a goal; content notifications (NotifyContent) take no inode lock.
+//     (NotifyEntry, NotifyDelete). A writer waiting for an rwsem stops new
+//     readers, so one such notification during a build would make every
+//     new lookup in the root wait for the build (TestMountConcurrency
+//     caught it). The mount never sends them: negative entries expire
+//     after NegativeTTL. Content notifications (NotifyContent), which
+//     drop the root's attributes and listing, take no inode lock.
 //  6. Unmounting while lookups wait for builds would wait for the builds:
 //     Shutdown first makes every pending lookup fail (EIO) and lets the
 //     goals stop.
+//  7. Left open, the kernel's: a call that creates a name in the store dir
+//     (open with O_CREAT, mkdir, mknod, symlink, link) takes the root's
+//     lock exclusively before the VFS fails it with EROFS. During a build
+//     such a call waits for the build, and new lookups in the root wait
+//     behind it (measured: a `touch /store/x` during a 4 s build held up
+//     the read of another path for 4 s). Nothing should create names in
+//     a read-only store; nothing here can shorten a lookup that builds.
 //
 // # Lock order
 //

@@ -171,24 +171,18 @@ func (f *FS) Shutdown() {
 }
 
 // Added tells the mount that paths became valid behind its back (through
-// the daemon socket): remembered and kernel-cached ENOENTs of them go.
-//
-// The kernel drops a cached entry with the root's lock held exclusively,
-// so it waits for every lookup in progress, builds included (deadlock 5
-// in doc.go): the notifications go out in the background.
+// the daemon socket): its own remembered ENOENTs of them go, and the
+// kernel's copy of the root's listing. The kernel's negative entries of
+// them are left to expire (NegativeTTL): dropping one takes the root's
+// lock exclusively, which would queue every new lookup behind any build a
+// lookup waits for (deadlock 5 in doc.go).
 func (f *FS) Added(paths ...storepath.Path) {
 	for _, p := range paths {
 		f.forgetNegative(p.Base())
 	}
-	if !f.mounted.Load() || len(paths) == 0 {
-		return
+	if len(paths) > 0 {
+		f.rootChanged()
 	}
-	go func() {
-		for _, p := range paths {
-			f.root.NotifyEntry(p.Base())
-		}
-		f.root.NotifyContent(0, 0)
-	}()
 }
 
 // rootChanged drops the kernel's copy of the root's attributes and

@@ -313,11 +313,16 @@ func TestMountConcurrency(t *testing.T) {
 	mark := marker()
 	_, slow := m.slowDerivation(t, "slow", mark, 6)
 	_, quick := m.derivation(t, "quick", "mkdir $out; echo quick > $out/greeting")
+	viaDaemon, _ := m.derivation(t, "via-daemon", "mkdir $out")
 	other := strings.TrimSpace(string(m.sfs(t, "add", writeFile(t, t.TempDir(), "other", "other\n"))))
 	m.mount(t)
 	_, slowOut, slowDone := startCat(t, slow+"/greeting")
 	m.waitRunning(t)
 	t0 := time.Now()
+	// A realisation through the daemon tells the mount what became valid;
+	// that must not make later lookups wait for the slow one.
+	m.sfs(t, "realise", viaDaemon)
+	t.Logf("storefs realise through the daemon: done %v after the slow build started", time.Since(t0))
 	check := func(what string, err error) {
 		t.Helper()
 		if err != nil {
@@ -407,6 +412,16 @@ func TestMountUnmount(t *testing.T) {
 			}
 		})
 	}
+	t.Run("umount by someone else", func(t *testing.T) {
+		m := newMountStore(t, freshStoreDir(t))
+		m.mount(t)
+		if err := unix.Unmount(m.StoreDir, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.waitExit(t, 5*time.Second); err != nil || !strings.Contains(m.log.String(), "was unmounted") {
+			t.Errorf("storefs mount after an outside umount: %v\n%s", err, m.log)
+		}
+	})
 	t.Run("umount of nothing", func(t *testing.T) {
 		m := &mountStore{StoreDir: freshStoreDir(t), StateDir: t.TempDir()}
 		os.MkdirAll(m.StoreDir, 0o755)
