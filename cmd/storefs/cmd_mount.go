@@ -22,15 +22,10 @@ import (
 
 // mountCmd serves the store dir through FUSE until unmounted or signalled.
 type mountCmd struct {
-	MaxJobs       int           `name:"max-jobs" short:"j" default:"0" help:"Builds to run at once (0: one per core)."`
-	Cores         int           `default:"0" help:"NIX_BUILD_CORES given to builders (0: all cores)."`
-	MaxSilentTime time.Duration `name:"max-silent-time" help:"Kill a builder that prints nothing for this long (0: never)."`
-	Timeout       time.Duration `help:"Kill a builder that runs longer than this (0: never)."`
-	FailureTTL    time.Duration `name:"failure-ttl" default:"10m" help:"How long a failed realisation is remembered."`
-	NegativeTTL   time.Duration `name:"negative-ttl" default:"1s" help:"How long a name nothing can realise is answered ENOENT without asking again."`
-	Passthrough   bool          `help:"Open files with FUSE passthrough (cold reads of big files at disk speed) instead of no-open (opens without a round trip, much faster for many small files)."`
-	Subst         substFlags    `embed:""`
-	Debug         bool          `help:"Log every FUSE request."`
+	NegativeTTL time.Duration `name:"negative-ttl" default:"1s" help:"How long a name nothing can realise is answered ENOENT without asking again."`
+	Passthrough bool          `help:"Open files with FUSE passthrough (cold reads of big files at disk speed) instead of no-open (opens without a round trip, much faster for many small files)."`
+	buildFlags  `embed:""`
+	Debug       bool `help:"Log every FUSE request."`
 }
 
 func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
@@ -59,10 +54,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	if sub != nil {
 		gs = sub
 	}
-	w := goals.New(s, b, gs, goals.Options{
-		MaxJobs: c.MaxJobs, MaxSubstitutionJobs: c.Subst.MaxSubstitutionJobs, Cores: c.Cores,
-		FailureTTL: c.FailureTTL, Timeout: c.Timeout, MaxSilent: c.MaxSilentTime, Observer: status,
-	})
+	w := goals.New(s, b, gs, c.options(status))
 	defer w.Wait() // no builder outlives the mount
 	fsys := fusefs.New(s, w, fusefs.Options{
 		NegativeTTL: c.NegativeTTL,

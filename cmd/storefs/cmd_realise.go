@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"storefs/goals"
 	"storefs/realise"
@@ -24,16 +23,11 @@ import (
 // realiseCmd is `nix-store --realise`: make paths valid by building or
 // substituting them, and print the output paths.
 type realiseCmd struct {
-	MaxJobs       int           `name:"max-jobs" short:"j" default:"0" help:"Builds to run at once (0: one per core)."`
-	Cores         int           `default:"0" help:"NIX_BUILD_CORES given to builders (0: all cores)."`
-	KeepGoing     bool          `name:"keep-going" short:"k" help:"Build everything that can be built; report every failure."`
-	MaxSilentTime time.Duration `name:"max-silent-time" help:"Kill a builder that prints nothing for this long (e.g. 10m; 0: never)."`
-	Timeout       time.Duration `help:"Kill a builder that runs longer than this (0: never)."`
-	FailureTTL    time.Duration `name:"failure-ttl" default:"10m" help:"How long a failed build is remembered, so that requests fail fast."`
-	RetryFailed   bool          `name:"retry-failed" help:"Forget remembered failures first."`
-	JSON          bool          `name:"json" help:"Print the result as JSON."`
-	Subst         substFlags    `embed:""`
-	Paths         []string      `arg:"" help:"A .drv path (optionally with !out,dev), an output path, or a derivation file outside the store (ATerm or JSON) to add first."`
+	KeepGoing   bool `name:"keep-going" short:"k" help:"Build everything that can be built; report every failure."`
+	RetryFailed bool `name:"retry-failed" help:"Forget remembered failures first."`
+	JSON        bool `name:"json" help:"Print the result as JSON."`
+	buildFlags  `embed:""`
+	Paths       []string `arg:"" help:"A .drv path (optionally with !out,dev), an output path, or a derivation file outside the store (ATerm or JSON) to add first."`
 }
 
 // realiseTarget is one argument: a derivation and the outputs wanted, or a
@@ -73,11 +67,9 @@ func (c *realiseCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	if sub != nil {
 		gs = sub
 	}
-	w := goals.New(s, b, gs, goals.Options{
-		MaxJobs: c.MaxJobs, MaxSubstitutionJobs: c.Subst.MaxSubstitutionJobs, Cores: c.Cores, KeepGoing: c.KeepGoing,
-		FailureTTL: c.FailureTTL, Timeout: c.Timeout, MaxSilent: c.MaxSilentTime,
-		Observer: prog,
-	})
+	opts := c.options(prog)
+	opts.KeepGoing = c.KeepGoing
+	w := goals.New(s, b, gs, opts)
 	// Builders of goals left behind (Ctrl-C, a failure without
 	// --keep-going) are killed before the command exits.
 	defer w.Wait()

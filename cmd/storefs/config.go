@@ -122,7 +122,7 @@ func (c *configFile) lookup(name string) (value, source string, ok bool) {
 func (s setting) typed(raw string) any {
 	switch {
 	case s.list:
-		return strings.Fields(raw)
+		return strings.Join(strings.Fields(raw), " ") // the flags split on one space
 	case s.duration:
 		if _, err := strconv.Atoi(raw); err == nil {
 			return raw + "s"

@@ -12,7 +12,7 @@ import (
 
 func TestSettingsPrecedence(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "storefs.conf")
-	os.WriteFile(conf, []byte("# comment\nmax-jobs = 3\nfailure-ttl = 60 # seconds\nstate-dir = /from/file\nstore-dir = /s\n"), 0o644)
+	os.WriteFile(conf, []byte("# comment\nmax-jobs = 3\nfailure-ttl = 60 # seconds\nstate-dir = /from/file\nstore-dir = /s\nsubstituters = file:///a  https://b\n"), 0o644)
 	t.Setenv("STOREFS_CONFIG", conf)
 	parseArgs := func(args ...string) *CLI {
 		var cli CLI
@@ -25,6 +25,9 @@ func TestSettingsPrecedence(t *testing.T) {
 	cli := parseArgs("realise", "/s/x.drv")
 	if cli.Realise.MaxJobs != 3 || cli.Realise.FailureTTL != time.Minute || cli.StateDir != "/from/file" {
 		t.Errorf("from the file: max-jobs %d, failure-ttl %v, state-dir %s", cli.Realise.MaxJobs, cli.Realise.FailureTTL, cli.StateDir)
+	}
+	if got := cli.Realise.Subst.Substituters; len(got) != 2 || got[0] != "file:///a" || got[1] != "https://b" {
+		t.Errorf("substituters from the file: %q", got)
 	}
 	t.Setenv("STOREFS_MAX_JOBS", "5")
 	if cli := parseArgs("realise", "/s/x.drv"); cli.Realise.MaxJobs != 5 {
