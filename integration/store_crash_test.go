@@ -69,9 +69,10 @@ func TestStoreCrashDuringImport(t *testing.T) {
 
 	s := newSfsStore(t)
 	backing := filepath.Join(s.state, "store")
-	var killed, finished, collections int
+	var killed, finished, collections, leftovers int
 	var verifying time.Duration
 	progress := make([]int, 0, trials)
+	valid := 0
 	for trial := range trials {
 		cmd := importFrom(s)
 		exited := make(chan error, 1)
@@ -79,7 +80,9 @@ func TestStoreCrashDuringImport(t *testing.T) {
 		if trial%2 == 0 {
 			time.Sleep(time.Duration(rng.Int64N(int64(whole))))
 		} else {
-			target := 1 + rng.IntN(len(paths))
+			// The backing directory holds the valid paths now (verify
+			// removed any leftovers): wait for one of the paths to come.
+			target := valid + 1 + rng.IntN(len(paths)-valid)
 			jitter := time.Duration(rng.Int64N(int64(5 * time.Millisecond)))
 			waitForEntries(backing, target, exited)
 			time.Sleep(jitter)
@@ -93,21 +96,26 @@ func TestStoreCrashDuringImport(t *testing.T) {
 		} else {
 			t.Fatalf("trial %d: import failed on its own: %v: %s", trial, err, cmd.Stderr.(*bytes.Buffer).Bytes())
 		}
+		entries := len(dirNames(t, backing))
 		start := time.Now()
 		r := s.result(t, nil, "verify", "--check-contents")
 		verifying += time.Since(start)
 		if r.code != 0 {
 			t.Fatalf("trial %d: verify --check-contents: exit %d\n%s", trial, r.code, r.stderr)
 		}
-		valid := len(s.valid(t))
+		valid = len(s.valid(t))
 		progress = append(progress, valid)
+		if entries > valid {
+			leftovers++ // killed between a rename and its commit
+		}
 		if valid == len(paths) {
 			s.run(t, nil, "gc", "--max-freed", strconv.FormatInt(1+rng.Int64N(64<<20), 10))
 			collections++
+			valid = len(s.valid(t))
 		}
 	}
-	t.Logf("a whole import took %v; %d of %d imports killed, %d finished first; %d collections; verify took %v in all; valid paths after each: %v",
-		whole, killed, trials, finished, collections, verifying, progress)
+	t.Logf("a whole import took %v; %d of %d imports killed, %d finished first; %d kills left entries with no record; %d collections; verify took %v in all; valid paths after each: %v",
+		whole, killed, trials, finished, leftovers, collections, verifying, progress)
 	if killed < trials/2 {
 		t.Errorf("only %d of %d kills hit a running import", killed, trials)
 	}

@@ -266,3 +266,48 @@ func sortedCopy(ps []string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestStoreVerify: verify names each broken rule with its path and exits 1;
+// --repair fixes what it can and exits 0 only when nothing is left.
+func TestStoreVerify(t *testing.T) {
+	s := newSfsStore(t)
+	data, ps := fileStream([]string{"kept", "to be changed"}, nil)
+	s.run(t, bytes.NewReader(data), "import")
+	s.verify(t)
+	base := func(p string) string { return strings.TrimPrefix(p, storeDir+"/") }
+	stray := filepath.Join(s.state, "store", "stray")
+	if err := os.WriteFile(stray, []byte("no record"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	changed := filepath.Join(s.state, "store", base(ps[1]))
+	if err := os.Chmod(changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(changed, []byte("to be CHANGED"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect := func(args []string, code int, want ...string) {
+		t.Helper()
+		r := s.result(t, nil, args...)
+		if r.code != code {
+			t.Errorf("%s: exit %d, want %d\n%s", strings.Join(args, " "), r.code, code, r.stderr)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(r.stderr), w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", strings.Join(args, " "), w, r.stderr)
+			}
+		}
+	}
+	expect([]string{"verify"}, 1, stray+": backing entry has no database record")
+	expect([]string{"verify", "--check-contents"}, 1,
+		stray+": backing entry has no database record",
+		ps[1]+": contents have NAR hash",
+		ps[1]+": not canonical: "+changed+" has mode -rw-r--r--")
+	// The stray entry goes and the modes are fixed; the changed contents
+	// cannot be repaired.
+	expect([]string{"verify", "--check-contents", "--repair"}, 1, "after repair: "+ps[1]+": contents have NAR hash")
+	if _, err := os.Lstat(stray); !os.IsNotExist(err) {
+		t.Errorf("stray entry survived --repair: %v", err)
+	}
+	expect([]string{"verify"}, 0)
+}

@@ -217,6 +217,10 @@ func TestStoreAddMatchesNix(t *testing.T) {
 	want = impure.ReplaceAll(n.run(t, nil, "nix", append([]string{"path-info", "--json"}, paths...)...), nil)
 	got = impure.ReplaceAll(s.run(t, nil, append([]string{"path-info", "--json"}, paths...)...), nil)
 	sameBytes(t, "path-info --json", got, want)
+	// A path that is not valid is listed as such.
+	missing := storeDir + "/00000000000000000000000000000000-missing"
+	sameBytes(t, "path-info --json of a path that is not valid",
+		impure.ReplaceAll(s.run(t, nil, "path-info", "--json", missing, paths[0]), nil), impure.ReplaceAll(n.run(t, nil, "nix", "path-info", "--json", missing, paths[0]), nil))
 	for _, q := range []string{"--hash", "--size", "--references", "--deriver"} {
 		want := n.run(t, nil, "nix-store", append([]string{"-q", q}, paths...)...)
 		got := s.run(t, nil, append([]string{"query", q}, paths...)...)
@@ -307,20 +311,16 @@ func TestStoreImportFromNix(t *testing.T) {
 
 	// path-info: Nix names a .drv itself only with --derivation.
 	for _, g := range []struct {
-		what  string
-		paths []string
-		nix   []string
+		what         string
+		paths        []string
+		nix, storefs []string
 	}{
-		{"outputs", c.outs, []string{"path-info", "--json"}},
-		{"derivations", c.drvs, []string{"path-info", "--json", "--derivation"}},
-		{"closure sizes", c.outs, []string{"path-info", "--json", "--closure-size"}},
+		{"outputs", c.outs, []string{"path-info", "--json"}, []string{"path-info", "--json"}},
+		{"derivations", c.drvs, []string{"path-info", "--json", "--derivation"}, []string{"path-info", "--json"}},
+		{"closure sizes", c.outs, []string{"path-info", "--json", "--closure-size"}, []string{"path-info", "--json", "--closure-size"}},
 	} {
 		want := n.run(t, nil, "nix", append(g.nix, g.paths...)...)
-		args := append([]string{"path-info", "--json"}, g.paths...)
-		if g.what == "closure sizes" {
-			args = append([]string{"path-info", "--json", "--closure-size"}, g.paths...)
-		}
-		got := s.run(t, nil, args...)
+		got := s.run(t, nil, append(g.storefs, g.paths...)...)
 		sameFields(t, "path-info of the "+g.what, pathInfos(t, got), pathInfos(t, want), "registrationTime", "ultimate")
 		sameBytes(t, "path-info --json of the "+g.what, impure.ReplaceAll(got, nil), impure.ReplaceAll(want, nil))
 	}

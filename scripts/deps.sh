@@ -12,6 +12,7 @@ command -v nix-store >/dev/null || need+=(nix-bin)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 command -v bzip2 >/dev/null || need+=(bzip2)
+[ -x /usr/bin/time ] || need+=(time)
 command -v nginx >/dev/null || need+=(nginx)
 
 if [ ${#need[@]} -gt 0 ]; then

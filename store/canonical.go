@@ -20,70 +20,93 @@ const (
 
 // Canonicalise puts a tree in canonical form: owned by the current user
 // (root in production), regular files 0444, or 0555 when the owner may
-// execute them (the bit a NAR records),
-// directories 0555, no setuid, setgid or sticky bits, every mtime 1.
-// Anything but regular files, directories and symlinks is refused.
+// execute them (the bit a NAR records), directories 0555, no setuid,
+// setgid or sticky bits, every mtime 1. Anything but regular files,
+// directories and symlinks is refused. Entries are reached from their
+// directory's descriptor, never through a symlink.
 func Canonicalise(root string) error {
-	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
-	ts := []unix.Timespec{{Sec: canonicalTime}, {Sec: canonicalTime}}
-	fail := func(p string, err error) error { return fmt.Errorf("canonicalising %s: %w", p, err) }
-	// Post-order, so a directory is made read-only after its entries.
-	var walk func(p string) error
-	walk = func(p string) error {
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return fail(p, err)
-		}
-		if st.Uid != uid || st.Gid != gid {
-			if err := unix.Lchown(p, int(uid), int(gid)); err != nil {
-				return fail(p, err)
-			}
-		}
-		perm := st.Mode & 0o7777
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFDIR:
-			// Changing an entry needs no write permission on its
-			// directory, only reading and searching it.
-			if perm&0o500 != 0o500 {
-				if err := unix.Chmod(p, 0o755); err != nil {
-					return fail(p, err)
-				}
-				perm = 0o755
-			}
-			names, err := readDirNames(p)
-			if err != nil {
-				return fail(p, err)
-			}
-			for _, name := range names {
-				if err := walk(filepath.Join(p, name)); err != nil {
-					return err
-				}
-			}
-			if perm != canonicalDir {
-				if err := unix.Chmod(p, canonicalDir); err != nil {
-					return fail(p, err)
-				}
-			}
-		case unix.S_IFREG:
-			want := uint32(canonicalFile)
-			if perm&0o100 != 0 {
-				want = canonicalExec
-			}
-			if perm != want {
-				if err := unix.Chmod(p, want); err != nil {
-					return fail(p, err)
-				}
-			}
-		case unix.S_IFLNK:
-		default:
-			return fail(p, fmt.Errorf("not a regular file, directory or symlink (mode %#o)", st.Mode))
-		}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fail(p, fmt.Errorf("setting mtime: %w", err))
-		}
-		return nil
+	c := &canonicaliser{
+		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
+		ts: []unix.Timespec{{Sec: canonicalTime}, {Sec: canonicalTime}},
 	}
-	return walk(root)
+	return c.fix(unix.AT_FDCWD, root, root)
+}
+
+type canonicaliser struct {
+	uid, gid uint32
+	ts       []unix.Timespec
+}
+
+// fix canonicalises the entry name of the directory dirfd (path names it
+// in errors), post-order: a directory is made read-only after its entries.
+func (c *canonicaliser) fix(dirfd int, name, path string) error {
+	fail := func(err error) error { return fmt.Errorf("canonicalising %s: %w", path, err) }
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fail(err)
+	}
+	if st.Uid != c.uid || st.Gid != c.gid {
+		if err := unix.Fchownat(dirfd, name, int(c.uid), int(c.gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fail(err)
+		}
+	}
+	perm := st.Mode & 0o7777
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		// Changing an entry needs no write permission on its directory,
+		// only reading and searching it.
+		if perm&0o500 != 0o500 {
+			if err := unix.Fchmodat(dirfd, name, 0o755, 0); err != nil {
+				return fail(err)
+			}
+			perm = 0o755
+		}
+		if err := c.entries(dirfd, name, path); err != nil {
+			return err
+		}
+		if perm != canonicalDir {
+			if err := unix.Fchmodat(dirfd, name, canonicalDir, 0); err != nil {
+				return fail(err)
+			}
+		}
+	case unix.S_IFREG:
+		want := uint32(canonicalFile)
+		if perm&0o100 != 0 {
+			want = canonicalExec
+		}
+		if perm != want {
+			if err := unix.Fchmodat(dirfd, name, want, 0); err != nil {
+				return fail(err)
+			}
+		}
+	case unix.S_IFLNK:
+	default:
+		return fail(fmt.Errorf("not a regular file, directory or symlink (mode %#o)", st.Mode))
+	}
+	if err := unix.UtimesNanoAt(dirfd, name, c.ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fail(fmt.Errorf("setting mtime: %w", err))
+	}
+	return nil
+}
+
+// entries canonicalises what the directory name of dirfd holds.
+func (c *canonicaliser) entries(dirfd int, name, path string) error {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("canonicalising %s: %w", path, err)
+	}
+	dir := os.NewFile(uintptr(fd), path)
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("canonicalising %s: %w", path, err)
+	}
+	for _, n := range names {
+		if err := c.fix(fd, n, path+"/"+n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkCanonical reports the first entry of a tree that is not canonical.

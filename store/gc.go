@@ -224,8 +224,9 @@ func (s *Store) allRoots() (map[storepath.Path]bool, error) {
 
 // DeleteSpecific deletes the paths, as `nix-store --delete`: each must be
 // valid and dead (no root or temporary root names it and no other valid
-// path refers to it, unless that path is deleted before it here). Nothing
-// is deleted unless all can be.
+// path refers to it, unless that path is deleted before it here). All are
+// checked before any is deleted; a path whose lock is held then fails the
+// call with the paths before it deleted.
 func (s *Store) DeleteSpecific(ctx context.Context, ps []storepath.Path) error {
 	unlock, err := s.lockGC(ctx, true)
 	if err != nil {

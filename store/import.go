@@ -24,7 +24,7 @@ import (
 // before a path turns valid small.
 const (
 	importBatchPaths = 256
-	importBatchBytes = 32 << 20 // NAR bytes
+	importBatchBytes = 64 << 20 // NAR bytes
 	importBatchAge   = time.Second
 )
 

@@ -69,6 +69,20 @@ func (s *Store) Register(regs ...Registration) error {
 	if err != nil {
 		return err
 	}
+	err = s.moveAndCommit(todo)
+	if err != nil {
+		for _, r := range todo {
+			removeAllForce(s.RealPath(r.Info.Path))
+		}
+	}
+	s.clearPending(marker)
+	return err
+}
+
+// moveAndCommit renames the contents into the backing directory, makes the
+// renames durable and commits the records. On error the caller removes the
+// entries (the pending marker covers a crash before that).
+func (s *Store) moveAndCommit(todo []Registration) error {
 	for _, r := range todo {
 		dst := s.RealPath(r.Info.Path)
 		// Under the lock, an entry with no record is a crashed writer's.
@@ -82,14 +96,7 @@ func (s *Store) Register(regs ...Registration) error {
 	if err := syncDir(s.BackingDir()); err != nil {
 		return err
 	}
-	err = s.update(func(tx *bolt.Tx) error { return s.putRecords(tx, todo) })
-	if err != nil {
-		for _, r := range todo {
-			removeAllForce(s.RealPath(r.Info.Path))
-		}
-	}
-	s.clearPending(marker)
-	return err
+	return s.update(func(tx *bolt.Tx) error { return s.putRecords(tx, todo) })
 }
 
 // putRecords checks references and writes the records and indexes.
