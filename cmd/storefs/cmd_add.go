@@ -15,12 +15,9 @@ type addCmd struct {
 }
 
 func (c *addCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return runAdd(ctx, s, io, c.Paths, true, nixhash.SHA256)
+	return g.withStore(func(s *store.Store) error {
+		return runAdd(ctx, s, io, c.Paths, true, nixhash.SHA256)
+	})
 }
 
 // addFixedCmd is `nix-store --add-fixed`.
@@ -35,12 +32,9 @@ func (c *addFixedCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	if err != nil {
 		return err
 	}
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return runAdd(ctx, s, io, c.Paths, c.Recursive, algo)
+	return g.withStore(func(s *store.Store) error {
+		return runAdd(ctx, s, io, c.Paths, c.Recursive, algo)
+	})
 }
 
 func runAdd(ctx context.Context, s *store.Store, io stdio, paths []string, recursive bool, algo nixhash.Algo) error {

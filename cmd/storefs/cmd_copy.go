@@ -115,19 +115,12 @@ func (c *copyCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	if c.To == "" && c.From == "" {
 		return errors.New("copy: give --to file://DIR or --from URL")
 	}
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ps, err := parsePaths(s.Dir, c.Paths)
-	if err != nil {
-		return err
-	}
-	if c.To != "" {
-		return runCopyTo(ctx, s, io, c, ps)
-	}
-	return runCopyFrom(ctx, s, io, c, ps)
+	return g.withPaths(c.Paths, func(s *store.Store, ps []storepath.Path) error {
+		if c.To != "" {
+			return runCopyTo(ctx, s, io, c, ps)
+		}
+		return runCopyFrom(ctx, s, io, c, ps)
+	})
 }
 
 // runCopyTo writes the closure of ps into the cache c.To.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"storefs/store"
 	"storefs/store/derivation"
 	"storefs/store/storepath"
 )
@@ -18,25 +19,22 @@ type derivationAddCmd struct {
 }
 
 func (c *derivationAddCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	for _, f := range c.Files {
-		drvs, err := readDerivationFile(f, s.Dir)
-		if err != nil {
-			return err
-		}
-		for _, d := range drvs {
-			info, err := s.AddDerivation(ctx, d)
+	return g.withStore(func(s *store.Store) error {
+		for _, f := range c.Files {
+			drvs, err := readDerivationFile(f, s.Dir)
 			if err != nil {
-				return fmt.Errorf("%s: %w", f, err)
+				return err
 			}
-			fmt.Fprintln(io.out, s.Print(info.Path))
+			for _, d := range drvs {
+				info, err := s.AddDerivation(ctx, d)
+				if err != nil {
+					return fmt.Errorf("%s: %w", f, err)
+				}
+				fmt.Fprintln(io.out, s.Print(info.Path))
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // readDerivationFile reads an ATerm .drv or the JSON form (which may hold

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"storefs/store"
+	"storefs/store/storepath"
 )
 
 // gcCmd is `nix-store --gc`.
@@ -14,23 +15,20 @@ type gcCmd struct {
 }
 
 func (c *gcCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
+	return g.withStore(func(s *store.Store) error {
+		res, err := s.GC(ctx, store.GCOptions{MaxFreed: c.MaxFreed, DryRun: c.DryRun})
+		if res != nil {
+			for _, p := range res.Deleted {
+				fmt.Fprintln(io.out, s.Print(p))
+			}
+			verb := "freed"
+			if c.DryRun {
+				verb = "would free"
+			}
+			fmt.Fprintf(io.err, "%d store paths deleted, %s %d bytes\n", len(res.Deleted), verb, res.Freed)
+		}
 		return err
-	}
-	defer s.Close()
-	res, err := s.GC(ctx, store.GCOptions{MaxFreed: c.MaxFreed, DryRun: c.DryRun})
-	if res != nil {
-		for _, p := range res.Deleted {
-			fmt.Fprintln(io.out, s.Print(p))
-		}
-		verb := "freed"
-		if c.DryRun {
-			verb = "would free"
-		}
-		fmt.Fprintf(io.err, "%d store paths deleted, %s %d bytes\n", len(res.Deleted), verb, res.Freed)
-	}
-	return err
+	})
 }
 
 // deleteCmd is `nix-store --delete`.
@@ -39,22 +37,15 @@ type deleteCmd struct {
 }
 
 func (c *deleteCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ps, err := parsePaths(s.Dir, c.Paths)
-	if err != nil {
-		return err
-	}
-	if err := s.DeleteSpecific(ctx, ps); err != nil {
-		return err
-	}
-	for _, p := range ps {
-		fmt.Fprintln(io.out, s.Print(p))
-	}
-	return nil
+	return g.withPaths(c.Paths, func(s *store.Store, ps []storepath.Path) error {
+		if err := s.DeleteSpecific(ctx, ps); err != nil {
+			return err
+		}
+		for _, p := range ps {
+			fmt.Fprintln(io.out, s.Print(p))
+		}
+		return nil
+	})
 }
 
 // addRootCmd makes store paths garbage collector roots.
@@ -63,21 +54,14 @@ type addRootCmd struct {
 }
 
 func (c *addRootCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ps, err := parsePaths(s.Dir, c.Paths)
-	if err != nil {
-		return err
-	}
-	for _, p := range ps {
-		link, err := s.AddRoot(p)
-		if err != nil {
-			return err
+	return g.withPaths(c.Paths, func(s *store.Store, ps []storepath.Path) error {
+		for _, p := range ps {
+			link, err := s.AddRoot(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(io.out, link)
 		}
-		fmt.Fprintln(io.out, link)
-	}
-	return nil
+		return nil
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"storefs/store"
 	"storefs/store/storepath"
 )
 
@@ -12,16 +13,13 @@ import (
 type importCmd struct{}
 
 func (c *importCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
+	return g.withStore(func(s *store.Store) error {
+		ps, err := s.Import(ctx, io.in)
+		for _, p := range ps {
+			fmt.Fprintln(io.out, s.Print(p))
+		}
 		return err
-	}
-	defer s.Close()
-	ps, err := s.Import(ctx, io.in)
-	for _, p := range ps {
-		fmt.Fprintln(io.out, s.Print(p))
-	}
-	return err
+	})
 }
 
 // exportCmd is `nix-store --export`: the paths (not their closure) as a
@@ -31,25 +29,18 @@ type exportCmd struct {
 }
 
 func (c *exportCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ps, err := parsePaths(s.Dir, c.Paths)
-	if err != nil {
-		return err
-	}
-	set := map[storepath.Path]bool{}
-	for _, p := range ps {
-		if _, err := s.Info(p); err != nil {
+	return g.withPaths(c.Paths, func(s *store.Store, ps []storepath.Path) error {
+		set := map[storepath.Path]bool{}
+		for _, p := range ps {
+			if _, err := s.Info(p); err != nil {
+				return err
+			}
+			set[p] = true
+		}
+		sorted, err := topoSortPaths(s, set)
+		if err != nil {
 			return err
 		}
-		set[p] = true
-	}
-	sorted, err := topoSortPaths(s, set)
-	if err != nil {
-		return err
-	}
-	return s.Export(io.out, sorted)
+		return s.Export(io.out, sorted)
+	})
 }

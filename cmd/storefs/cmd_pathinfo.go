@@ -23,28 +23,21 @@ type pathInfoCmd struct {
 }
 
 func (c *pathInfoCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ps, err := parsePaths(s.Dir, c.Paths)
-	if err != nil {
-		return err
-	}
-	if c.All {
-		if len(ps) > 0 {
-			return errors.New("path-info: --all takes no paths")
+	return g.withPaths(c.Paths, func(s *store.Store, ps []storepath.Path) error {
+		if c.All {
+			if len(ps) > 0 {
+				return errors.New("path-info: --all takes no paths")
+			}
+			err := s.ForEach(func(info *store.PathInfo) error {
+				ps = append(ps, info.Path)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
-		err = s.ForEach(func(info *store.PathInfo) error {
-			ps = append(ps, info.Path)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return runPathInfo(s, io, c, ps)
+		return runPathInfo(s, io, c, ps)
+	})
 }
 
 // pathInfoJSON has nix path-info --json's keys in its order.

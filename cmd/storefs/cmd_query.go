@@ -23,16 +23,9 @@ type queryCmd struct {
 }
 
 func (c *queryCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ps, err := parsePaths(s.Dir, c.Paths)
-	if err != nil {
-		return err
-	}
-	return runQuery(s, io, c, ps)
+	return g.withPaths(c.Paths, func(s *store.Store, ps []storepath.Path) error {
+		return runQuery(s, io, c, ps)
+	})
 }
 
 func runQuery(s *store.Store, io stdio, c *queryCmd, ps []storepath.Path) error {

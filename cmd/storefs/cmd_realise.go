@@ -43,37 +43,34 @@ func (c *realiseCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	if client := daemonClient(g.StateDir); client != nil {
 		return c.viaDaemon(ctx, client, io)
 	}
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	targets, err := c.parseTargets(ctx, s)
-	if err != nil {
-		return err
-	}
-	if c.RetryFailed {
-		if err := s.ClearFailures(); err != nil {
+	return g.withStore(func(s *store.Store) error {
+		targets, err := c.parseTargets(ctx, s)
+		if err != nil {
 			return err
 		}
-	}
-	prog := newProgress(io.err, s)
-	b := &realise.Builder{Store: s, OnLogLine: prog.logLine}
-	sub, err := c.Subst.substituter(s, prog)
-	if err != nil {
-		return err
-	}
-	var gs goals.Substituter
-	if sub != nil {
-		gs = sub
-	}
-	opts := c.options(prog)
-	opts.KeepGoing = c.KeepGoing
-	w := goals.New(s, b, gs, opts)
-	// Builders of goals left behind (Ctrl-C, a failure without
-	// --keep-going) are killed before the command exits.
-	defer w.Wait()
-	return runRealise(ctx, w, io, targets, c.KeepGoing, c.JSON)
+		if c.RetryFailed {
+			if err := s.ClearFailures(); err != nil {
+				return err
+			}
+		}
+		prog := newProgress(io.err, s)
+		b := &realise.Builder{Store: s, OnLogLine: prog.logLine}
+		sub, err := c.Subst.substituter(s, prog)
+		if err != nil {
+			return err
+		}
+		var gs goals.Substituter
+		if sub != nil {
+			gs = sub
+		}
+		opts := c.options(prog)
+		opts.KeepGoing = c.KeepGoing
+		w := goals.New(s, b, gs, opts)
+		// Builders of goals left behind (Ctrl-C, a failure without
+		// --keep-going) are killed before the command exits.
+		defer w.Wait()
+		return runRealise(ctx, w, io, targets, c.KeepGoing, c.JSON)
+	})
 }
 
 func (c *realiseCmd) parseTargets(ctx context.Context, s *store.Store) ([]realiseTarget, error) {
@@ -261,26 +258,23 @@ type logCmd struct {
 }
 
 func (c *logCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	p, err := s.Dir.Parse(c.Path)
-	if err != nil {
-		return err
-	}
-	drv := p
-	if !p.IsDerivation() {
-		if info, err := s.Info(p); err == nil && !info.Deriver.IsZero() {
-			drv = info.Deriver
-		} else if ds, err := s.Derivers(p); err == nil && len(ds) > 0 {
-			drv = ds[0].Drv
-		} else {
-			return fmt.Errorf("no derivation is known to produce %s", s.Print(p))
+	return g.withStore(func(s *store.Store) error {
+		p, err := s.Dir.Parse(c.Path)
+		if err != nil {
+			return err
 		}
-	}
-	return realise.ReadLog(s, drv, io.out)
+		drv := p
+		if !p.IsDerivation() {
+			if info, err := s.Info(p); err == nil && !info.Deriver.IsZero() {
+				drv = info.Deriver
+			} else if ds, err := s.Derivers(p); err == nil && len(ds) > 0 {
+				drv = ds[0].Drv
+			} else {
+				return fmt.Errorf("no derivation is known to produce %s", s.Print(p))
+			}
+		}
+		return realise.ReadLog(s, drv, io.out)
+	})
 }
 
 // viaDaemon asks the running mount's daemon to realise, so that the mount

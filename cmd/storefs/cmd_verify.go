@@ -19,12 +19,9 @@ type problemsError int
 func (e problemsError) Error() string { return fmt.Sprintf("verify: %d problems found", int(e)) }
 
 func (c *verifyCmd) Run(ctx context.Context, g *Globals, io stdio) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return runVerify(ctx, s, io, store.CheckOptions{Contents: c.CheckContents}, c.Repair)
+	return g.withStore(func(s *store.Store) error {
+		return runVerify(ctx, s, io, store.CheckOptions{Contents: c.CheckContents}, c.Repair)
+	})
 }
 
 func runVerify(ctx context.Context, s *store.Store, io stdio, opts store.CheckOptions, repair bool) error {

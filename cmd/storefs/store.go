@@ -28,3 +28,25 @@ func parsePaths(dir storepath.Dir, args []string) ([]storepath.Path, error) {
 	}
 	return out, nil
 }
+
+// withStore opens the store named by the global flags, runs fn and closes
+// the store.
+func (g *Globals) withStore(fn func(s *store.Store) error) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+// withPaths is withStore for a command whose arguments are store paths.
+func (g *Globals) withPaths(args []string, fn func(s *store.Store, ps []storepath.Path) error) error {
+	return g.withStore(func(s *store.Store) error {
+		ps, err := parsePaths(s.Dir, args)
+		if err != nil {
+			return err
+		}
+		return fn(s, ps)
+	})
+}
