@@ -112,7 +112,7 @@ func BenchmarkSubstitute(b *testing.B) {
 				}
 				b.Logf("closure: %d paths, %s bytes of NAR, in %s (STOREFS_BENCH_DISK=1: on disk)", len(closure), size[len(size)-1], where)
 				for b.Loop() {
-					other := substNixStoreIn(b, substBenchDir(b))
+					other := nixStoreAt(b, substBenchDir(b))
 					exec.Command("sync").Run()
 					t0 := time.Now()
 					other.run(b, nil, "nix-store", "--realise", top, "--option", "substituters", url, "--option", "trusted-public-keys", pk)
@@ -152,27 +152,6 @@ func substBenchDir(b *testing.B) string {
 }
 
 var where = map[bool]string{true: "a tmpfs", false: "the disk"}[os.Getenv("STOREFS_BENCH_DISK") == ""]
-
-// substNixStoreIn is newNixStore with its root at root.
-func substNixStoreIn(b *testing.B, root string) *nixStore {
-	b.Helper()
-	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
-		b.Fatal(err)
-	}
-	conf := "build-users-group = nixbld\nsandbox = true\nsubstituters =\n" +
-		"experimental-features = nix-command\nrequire-sigs = true\n"
-	if err := os.WriteFile(filepath.Join(root, "etc/nix.conf"), []byte(conf), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	env := append(os.Environ(),
-		"NIX_STORE_DIR="+storeDir,
-		"NIX_REMOTE=local?root="+root,
-		"NIX_CONF_DIR="+filepath.Join(root, "etc"),
-		"NIX_USER_CONF_FILES=",
-		"HOME="+root,
-	)
-	return &nixStore{Root: root, env: env}
-}
 
 // removeTree removes a store's state at once (root ignores the read-only
 // modes), so that runs do not fill the disk.

@@ -106,7 +106,13 @@ type nixStore struct {
 func newNixStore(t testing.TB) *nixStore {
 	t.Helper()
 	needTool(t, "nix-store")
-	root := t.TempDir()
+	return nixStoreAt(t, t.TempDir())
+}
+
+// nixStoreAt is a Nix store, store dir /store, whose contents live under
+// root.
+func nixStoreAt(t testing.TB, root string) *nixStore {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
