@@ -24,7 +24,7 @@ import (
 // form Nix reads (hex, nix32, base64). When every output path is given, a
 // map key must be the derivation's own .drv path.
 func ParseJSON(data []byte, dir storepath.Dir) ([]*Derivation, error) {
-	p := &jsonParser{b: data, dir: dir}
+	p := &jsonParser{cursor{b: data, dir: dir, format: "derivation JSON"}}
 	var bare *jsonDrv
 	type keyed struct {
 		key string
@@ -121,26 +121,7 @@ func newJSONDrv() *jsonDrv {
 
 var jsonFields = []string{"outputs", "inputSrcs", "inputDrvs", "system", "builder", "args", "env"}
 
-type jsonParser struct {
-	b   []byte
-	pos int
-	dir storepath.Dir
-}
-
-func (p *jsonParser) failAt(off int, err error, format string, args ...any) error {
-	return &ParseError{Format: "derivation JSON", Offset: off, Msg: fmt.Sprintf(format, args...), Err: err}
-}
-
-func (p *jsonParser) found() string {
-	if p.pos >= len(p.b) {
-		return "end of input"
-	}
-	rest := p.b[p.pos:]
-	if len(rest) > 16 {
-		return fmt.Sprintf("%q...", rest[:16])
-	}
-	return fmt.Sprintf("%q", rest)
-}
+type jsonParser struct{ cursor }
 
 func (p *jsonParser) ws() {
 	for p.pos < len(p.b) {

@@ -33,7 +33,7 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // canonical form Nix writes (see the package comment), so that
 // Parse(b).ATerm(dir) == b; it does not Validate.
 func Parse(data []byte, dir storepath.Dir) (*Derivation, error) {
-	p := &parser{b: data, dir: dir}
+	p := &parser{cursor{b: data, dir: dir, format: "derivation"}}
 	d, err := p.derivation()
 	if err != nil {
 		return nil, err
@@ -41,22 +41,27 @@ func Parse(data []byte, dir storepath.Dir) (*Derivation, error) {
 	return d, nil
 }
 
-type parser struct {
-	b   []byte
-	pos int
-	dir storepath.Dir
+// cursor is the position in the input shared by the ATerm and JSON parsers,
+// and how they report an error there.
+type cursor struct {
+	b      []byte
+	pos    int
+	dir    storepath.Dir
+	format string // "derivation" or "derivation JSON", for errors
 }
 
-func (p *parser) failAt(off int, err error, format string, args ...any) error {
-	return &ParseError{Format: "derivation", Offset: off, Msg: fmt.Sprintf(format, args...), Err: err}
+type parser struct{ cursor }
+
+func (c *cursor) failAt(off int, err error, format string, args ...any) error {
+	return &ParseError{Format: c.format, Offset: off, Msg: fmt.Sprintf(format, args...), Err: err}
 }
 
 // found describes the input at the current position, for errors.
-func (p *parser) found() string {
-	if p.pos >= len(p.b) {
+func (c *cursor) found() string {
+	if c.pos >= len(c.b) {
 		return "end of input"
 	}
-	rest := p.b[p.pos:]
+	rest := c.b[c.pos:]
 	if len(rest) > 16 {
 		return fmt.Sprintf("%q...", rest[:16])
 	}
