@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"storefs/internal/nginxtest"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func BenchmarkSubstitute(b *testing.B) {
 			b.Run(comp+"-"+transport, func(b *testing.B) {
 				url := "file://" + cache
 				if transport == "nginx" {
-					url = substNginx(b, cache)
+					url = nginxtest.Serve(b, cache)
 				}
 				b.Logf("closure: %d paths, %s bytes of NAR, in %s (STOREFS_BENCH_DISK=1: on disk)", len(closure), size[len(size)-1], where)
 				for b.Loop() {

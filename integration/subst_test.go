@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"storefs/internal/nginxtest"
 	"storefs/store/narinfo"
 )
 
@@ -176,7 +175,7 @@ func TestSubstituteFromNixCaches(t *testing.T) {
 	})
 
 	t.Run("nginx", func(t *testing.T) {
-		url := substNginx(t, filepath.Join(work, "xz"))
+		url := nginxtest.Serve(t, filepath.Join(work, "xz"))
 		state := t.TempDir()
 		storefs(t, nil, "--store-dir", storeDir, "--state-dir", state, "copy", "--from", url,
 			"--trusted-public-keys", pk, c.out, c.text)
@@ -264,74 +263,4 @@ func substListFiles(t testing.TB, dir string) []string {
 		return nil
 	})
 	return out
-}
-
-// substNginx serves dir with Debian's nginx on 127.0.0.1 until the test
-// ends, and returns its URL.
-func substNginx(t testing.TB, dir string) string {
-	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		bin = "/usr/sbin/nginx"
-		if _, err := os.Stat(bin); err != nil {
-			t.Fatalf("nginx is not installed (make deps installs it): %v", err)
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	prefix := t.TempDir()
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-user root;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	sendfile on;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	default_type application/octet-stream;
-	keepalive_requests 100000;
-	server { listen %[2]s; root %[3]s; location / { } }
-}
-`, prefix, addr, dir)
-	confFile := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-e", filepath.Join(prefix, "error.log"), "-p", prefix, "-c", confFile)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting nginx: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		select {
-		case <-exited:
-			t.Fatalf("nginx exited: %s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx did not listen on %s within 10 s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
