@@ -21,7 +21,11 @@ type Options struct {
 	FailureTTL          time.Duration // how long a failure makes requests fail fast; 0 or less: not at all (failures are still recorded)
 	Timeout             time.Duration // per build; 0: none
 	MaxSilent           time.Duration // per build; 0: none
-	Observer            Observer      // progress; may be nil
+	// Fallback builds a derivation whose wanted outputs a cache has but
+	// could not deliver (a corrupt NAR, a network error); without it that
+	// is an error, as in Nix.
+	Fallback bool
+	Observer Observer // progress; may be nil
 }
 
 // Observer hears about goals as they run. Calls may come from many
