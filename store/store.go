@@ -45,9 +45,9 @@
 //
 // bbolt allows one writing process at a time (it flocks the database file).
 // A Store therefore opens the database only for the length of each
-// transaction unless it is opened with KeepOpen (the daemon), so several
-// storefs processes can add paths at once; each transaction is short.
-// Commands that only read never open it for writing.
+// transaction, the mount's daemon too, so several storefs processes can add
+// paths at once; each transaction is short. Commands that only read never
+// open it for writing.
 //
 // # Lock order
 //
@@ -63,7 +63,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -93,19 +92,11 @@ type Store struct {
 	Dir   storepath.Dir
 	State string // the state directory
 
-	keepOpen bool
-
 	hasher *derivation.Hasher // memoises hashDerivationModulo of .drvs; safe for concurrent use
-	mu     sync.Mutex         // guards db
-	db     *bolt.DB           // open only with KeepOpen, or during a transaction
 }
 
-// Options tune Open.
-type Options struct {
-	// KeepOpen holds the database open (and so excludes other writing
-	// processes) until Close. For the daemon, which is the only writer.
-	KeepOpen bool
-}
+// Options tune Open. There are none yet.
+type Options struct{}
 
 // Layout of the state directory.
 const (
@@ -134,36 +125,21 @@ func Open(dir storepath.Dir, stateDir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("state directory: %w", err)
 		}
 	}
-	s := &Store{Dir: dir, State: stateDir, keepOpen: opts.KeepOpen}
+	s := &Store{Dir: dir, State: stateDir}
 	s.hasher = derivation.NewHasher(dir, s.readDerivation)
 	if err := s.initDB(); err != nil {
 		return nil, err
 	}
-	if opts.KeepOpen {
-		db, err := s.openDB(false)
-		if err != nil {
-			return nil, err
-		}
-		s.db = db
-	}
 	if err := s.cleanup(); err != nil {
-		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close releases the database.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.db == nil {
-		return nil
-	}
-	err := s.db.Close()
-	s.db = nil
-	return err
-}
+// Close releases the store. The database is open only during a
+// transaction, so nothing is held between calls; callers close the store
+// all the same.
+func (s *Store) Close() error { return nil }
 
 func (s *Store) openDB(readOnly bool) (*bolt.DB, error) {
 	p := filepath.Join(s.State, dbFile)
@@ -179,15 +155,8 @@ func (s *Store) openDB(readOnly bool) (*bolt.DB, error) {
 	return db, nil
 }
 
-// withDB runs fn on the database, opening it for the call unless it is kept
-// open.
+// withDB runs fn on the database, opened for the call.
 func (s *Store) withDB(write bool, fn func(*bolt.DB) error) error {
-	s.mu.Lock()
-	db := s.db
-	s.mu.Unlock()
-	if db != nil {
-		return fn(db)
-	}
 	db, err := s.openDB(!write)
 	if err != nil {
 		return err

@@ -94,17 +94,6 @@ func ParseBase(base string) (Path, error) {
 	return Path{base}, nil
 }
 
-// FromParts makes a Path from a 20-byte hash and a name.
-func FromParts(hash []byte, name string) (Path, error) {
-	if len(hash) != 20 {
-		return Path{}, fmt.Errorf("store path hash has %d bytes, want 20", len(hash))
-	}
-	if err := ValidateName(name); err != nil {
-		return Path{}, err
-	}
-	return Path{nixbase32.EncodeToString(hash) + "-" + name}, nil
-}
-
 // Dir is a store directory such as /store: absolute, clean, not the root.
 type Dir string
 
