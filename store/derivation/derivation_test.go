@@ -150,7 +150,24 @@ func TestGoldenJSON(t *testing.T) {
 	}
 }
 
-// The example of docs/formats.md, "Seen with Nix 2.8 here".
+// A derivation and a fixed output whose paths Nix 2.8 printed, under
+// /nix/store. The input source bbdir need not exist: appendContext makes it
+// an input source, and --readonly-mode computes the paths without writing
+// or checking anything. An empty chroot store keeps the host's /nix out:
+//
+//	export NIX_REMOTE="local?root=$(mktemp -d)"
+//	nix-instantiate --readonly-mode -E '
+//	  let bb = builtins.appendContext "/nix/store/pqrpiq7sxnq9dyh4iipav0h2wafj6lcp-bbdir"
+//	    { "/nix/store/pqrpiq7sxnq9dyh4iipav0h2wafj6lcp-bbdir" = { path = true; }; };
+//	  in derivation { name = "a"; system = "x86_64-linux"; builder = "${bb}/bin/sh";
+//	    PATH = "${bb}/bin"; args = [ "-c" "mkdir $out; echo hello > $out/greeting" ]; }'
+//	# /nix/store/74jknh25n5xmamqc113hgx9rb4i0jiyb-a.drv; its out, shown by
+//	# --eval with (...).outPath: /nix/store/sxyhjqmx4yasakykhzjgkjj6wgw23pfw-a
+//	nix-store --print-fixed-path sha256 992a93455c71fedd36ac9bbc439952c041cf61445958472af479269b8d873513 fo
+//	# /nix/store/fgzwfyidpyz8838f7hs2jj7nrym0a07q-fo
+//
+// The ATerm below is that derivation as Nix writes it; its .drv path,
+// which hashes these very bytes, pins it.
 func TestFormatsExample(t *testing.T) {
 	const aterm = `Derive([("out","/nix/store/sxyhjqmx4yasakykhzjgkjj6wgw23pfw-a","","")],[],["/nix/store/pqrpiq7sxnq9dyh4iipav0h2wafj6lcp-bbdir"],"x86_64-linux","/nix/store/pqrpiq7sxnq9dyh4iipav0h2wafj6lcp-bbdir/bin/sh",["-c","mkdir $out; echo hello > $out/greeting"],[("PATH","/nix/store/pqrpiq7sxnq9dyh4iipav0h2wafj6lcp-bbdir/bin"),("builder","/nix/store/pqrpiq7sxnq9dyh4iipav0h2wafj6lcp-bbdir/bin/sh"),("name","a"),("out","/nix/store/sxyhjqmx4yasakykhzjgkjj6wgw23pfw-a"),("system","x86_64-linux")])`
 	dir := storepath.Dir("/nix/store")
