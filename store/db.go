@@ -2,21 +2,37 @@ package store
 
 // The database (bbolt, `<state dir>/db`). Keys are store path base names
 // (`<hash part>-<name>`), so a prefix seek on a hash part finds its path.
+// A pair key joins its two halves with 0x00, which no base name holds.
 //
 //	db
 //	├── meta
-//	│   └── "version" -> "1"
-//	├── paths                     one entry per valid path
-//	│   └── <base> -> record      JSON of pathRecord
-//	├── referrers                 reverse references
+//	│   └── "version" -> "1"                          schemaVersion
+//	├── paths                                       one entry per valid path
+//	│   └── <base> -> JSON of pathRecord
+//	│       {"narHash": "sha256:<nix32>", "narSize": <bytes>,
+//	│        "references": [<base>...] (sorted, may hold <base> itself),
+//	│        "deriver": <drv base>, "sigs": ["<key name>:<base64>"...],
+//	│        "ca": "text:sha256:<nix32>" | "fixed:[r:]<algo>:<nix32>",
+//	│        "registrationTime": <unix seconds>}      empty fields left out
+//	├── referrers                                   reverse references
 //	│   └── <referenced base> 0x00 <referrer base> -> ""
-//	├── drvOutputs                derivation -> its outputs
+//	├── drvOutputs                                  derivation -> its outputs
 //	│   └── <drv base> 0x00 <output id> -> <output base>
-//	└── outputDrvs                output -> the derivations that produce it
-//	    └── <output base> 0x00 <drv base> -> <output id>
+//	├── outputDrvs                                  output -> the derivations that produce it
+//	│   └── <output base> 0x00 <drv base> -> <output id>
+//	├── failures                                    failures.go; made on first use
+//	│   └── <drv base> -> JSON of Failure
+//	│       {"time": <RFC 3339>, "message": <why, with the log's last lines>,
+//	│        "status": <exit status: 100, 101, 102...>}
+//	└── narinfoCache                                narinfocache.go; made on first use
+//	    └── <cache URL> 0x00 <hash part> | "nix-cache-info" -> JSON of narInfoCacheRecord
+//	        {"time": <unix seconds>, "found": <false: the cache answered 404>,
+//	         "data": <the narinfo or nix-cache-info text, when found>}
 //
 // Every write happens in one transaction, so the indexes always agree with
-// `paths`; Check verifies that they do.
+// `paths`; Check verifies that they do. failures and narinfoCache are
+// memory, not state: deleting either loses nothing a path's validity
+// depends on.
 
 import (
 	"bytes"
