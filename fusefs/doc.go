@@ -7,7 +7,7 @@
 //
 //  1. Only valid paths are served: the root lists the entries of the
 //     backing directory that have a record, and a lookup serves a name only
-//     once the store says it is valid (invariant 2 of DESIGN.md).
+//     once the store says it is valid (docs/design.md, "Invariants", 2).
 //  2. The mount is read-only at every level: the superblock and the mount
 //     are read-only (every write call fails with EROFS in the VFS), and
 //     Open refuses write flags.
@@ -27,10 +27,10 @@
 //     can realise, and remembers that for NegativeTTL (in the kernel, as a
 //     negative dentry, and here).
 //
-// The kernel keeps the root's listing too (see "Kernel caching"); the
-// root's mtime is the database's, so a listing taken after a path became
-// valid, through this mount or any other process, shows it within
-// NegativeTTL, and at once when a lookup here made it valid.
+// The kernel keeps the root's listing too (see "Kernel caching and
+// speed"); the root's mtime is the database's, so a listing taken after a
+// path became valid, through this mount or any other process, shows it
+// within NegativeTTL, and at once when a lookup here made it valid.
 //
 // # Error handling
 //

@@ -65,7 +65,7 @@ type FS struct {
 	opts     Options
 	root     *root
 	fds      *fdCache
-	dbFile   string      // the store's database (DESIGN.md, "Places on disk"): its mtime is the root's
+	dbFile   string      // the store's database (docs/design.md, "Places on disk"): its mtime is the root's
 	mounted  atomic.Bool // the root may send notifications to the kernel
 
 	// ctx ends at Shutdown: every pending realisation then gives up.

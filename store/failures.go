@@ -12,7 +12,7 @@ import (
 )
 
 // bucketFailures remembers failed realisations so that repeated requests
-// fail fast (DESIGN.md, invariant 6):
+// fail fast (docs/design.md, "Invariants", 6; the whole schema is in db.go):
 //
 //	failures
 //	└── <base of the derivation or path> -> JSON of Failure
