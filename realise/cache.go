@@ -13,7 +13,7 @@ import (
 	"storefs/store/storepath"
 )
 
-// Cache is one binary cache (shared/FORMATS.md, "Binary caches"): a
+// Cache is one binary cache (docs/formats.md, "Binary caches"): a
 // directory (file://DIR) or an HTTP root (http://..., https://...). Every
 // file is read below its root and nowhere else.
 type Cache struct {

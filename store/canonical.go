@@ -9,8 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The canonical form of contents (docs/formats.md, "References"): only what
-// a NAR records survives, so the same NAR always restores to the same tree.
+// The canonical form of contents (docs/formats.md, "Canonical contents"):
+// only what a NAR records survives, so the same NAR always restores to the
+// same tree.
 const (
 	canonicalFile = 0o444
 	canonicalExec = 0o555

@@ -4,8 +4,8 @@ import (
 	"storefs/store/storepath"
 )
 
-// ATerm prints d as Nix writes its .drv file (docs/formats.md, "Derivations
-// (ATerm .drv)"): one line, no trailing newline. A zero output path prints
+// ATerm prints d as Nix writes its .drv file (docs/formats.md,
+// "Derivations"): one line, no trailing newline. A zero output path prints
 // as "".
 func (d *Derivation) ATerm(dir storepath.Dir) []byte {
 	inputs := make([]inputEntry, 0, len(d.InputDrvs))

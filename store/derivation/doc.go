@@ -1,6 +1,7 @@
 // Package derivation reads, writes and hashes Nix derivations: the ATerm
 // `.drv` file, the JSON form `nix show-derivation` (Nix 2.8) prints, and the
-// paths that follow from them (docs/formats.md, "Derivations (ATerm .drv)").
+// paths that follow from them (docs/formats.md, "Derivations" and
+// "Derivation hashing").
 //
 // # The value
 //

@@ -16,7 +16,7 @@ import (
 type Resolver func(p storepath.Path) (*Derivation, error)
 
 // Hasher computes hashDerivationModulo and output paths in one store dir
-// (docs/formats.md, "Derivations (ATerm .drv)"). It loads input derivations
+// (docs/formats.md, "Derivation hashing"). It loads input derivations
 // with its Resolver and remembers each one's hash by path, so every
 // derivation of a graph is loaded and hashed once however many routes lead
 // to it. It is safe for concurrent use; two goroutines may both hash a

@@ -1,7 +1,7 @@
 // Package nar reads and writes Nix archives (NAR), the serialisation of a
 // file, directory or symlink that Nix hashes (narHash), ships in binary
 // caches and restores into the store. The format is specified in
-// shared/FORMATS.md, "NAR"; in short every token is a string (u64
+// docs/formats.md, "NAR"; in short every token is a string (u64
 // little-endian length, the bytes, zero padding to a multiple of 8) and
 //
 //	nar   = "nix-archive-1" node

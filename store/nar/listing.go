@@ -9,7 +9,7 @@ import (
 )
 
 // Listing is the tree of a NAR as a binary cache's `.ls` file holds it
-// (shared/FORMATS.md, "Binary caches"): each node's type, each file's size,
+// (docs/formats.md, "NAR"): each node's type, each file's size,
 // executable bit and narOffset, each symlink's target.
 type Listing struct {
 	Root *Node

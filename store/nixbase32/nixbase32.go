@@ -1,5 +1,5 @@
 // Package nixbase32 implements Nix's base-32 encoding (docs/formats.md,
-// "Hashes and nix-base32").
+// "nix-base32").
 //
 // It is not RFC 4648 base32: the alphabet omits e, o, u and t, and the
 // symbols are written from the most significant 5-bit group of the hash read
