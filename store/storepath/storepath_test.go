@@ -65,7 +65,11 @@ func TestMakeAgainstNix(t *testing.T) {
 	}
 }
 
-// FORMATS.md, "Seen with Nix 2.8 here": a flat sha256 fixed output under /nix/store.
+// A flat sha256 fixed output of the 5 bytes "fixed" under /nix/store, as
+// Nix 2.8 prints it (with NIX_REMOTE="local?root=$(mktemp -d)" to keep the
+// host's /nix out):
+//
+//	nix-store --print-fixed-path sha256 992a93455c71fedd36ac9bbc439952c041cf61445958472af479269b8d873513 fo
 func TestFixedOutputNixStore(t *testing.T) {
 	d := storepath.Dir("/nix/store")
 	p, err := d.MakeFixed("fo", false, nixhash.Sum(nixhash.SHA256, []byte("fixed")), nil, false)
