@@ -127,6 +127,9 @@ func run(ctx context.Context, args []string, io stdio) int {
 func parse(ctx context.Context, cli *CLI, args []string, io stdio) (*kong.Context, int) {
 	exited := -1
 	cfg, err := loadConfig(configPath())
+	if err == nil {
+		err = checkEnv()
+	}
 	if err != nil {
 		fmt.Fprintf(io.err, "storefs: %v\n", err)
 		return nil, exitFailure
