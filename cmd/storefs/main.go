@@ -68,6 +68,7 @@ type stdio struct {
 // CLI is the whole command line.
 type CLI struct {
 	Globals
+	Version kong.VersionFlag `help:"Print the version (storefs VERSION) and exit."`
 
 	Nar        narCmd        `cmd:"" help:"Make, unpack and list Nix archives (NAR)."`
 	Hash       hashCmd       `cmd:"" help:"Compute hashes as Nix does."`
@@ -138,6 +139,7 @@ func parse(ctx context.Context, cli *CLI, args []string, io stdio) (*kong.Contex
 		kong.Resolvers(cfg.resolver()),
 		kong.Name("storefs"),
 		kong.Description(description),
+		kong.Vars{"version": "storefs " + versionString()},
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Writers(io.out, io.err),
 		kong.Exit(func(code int) { exited = code }),
