@@ -136,3 +136,24 @@ func TestSettingValueErrors(t *testing.T) {
 		})
 	}
 }
+
+// The README's table and the help list every setting, with its default.
+func TestSettingsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := description()
+	for _, s := range settings {
+		def := s.def
+		if def == "" {
+			def = "none"
+		}
+		if row := "| `" + s.name + "` | `" + def + "` |"; !strings.Contains(string(readme), row) && !strings.Contains(string(readme), "| `"+s.name+"` | "+def+" |") {
+			t.Errorf("README.md has no row %q", row)
+		}
+		if !strings.Contains(help, s.name) {
+			t.Errorf("the help does not list %s", s.name)
+		}
+	}
+}
