@@ -40,7 +40,7 @@ func description() string {
 
 Settings (` + strings.Join(names, ", ") + `) come from flags, then STOREFS_<NAME> variables, then /etc/storefs/storefs.conf (STOREFS_CONFIG names another file), as "name = value" lines; "storefs config show" lists them. Durations are seconds, as in nix.conf (timeout = 3), or a number with a unit (10m).
 
-Errors go to stderr as one line, "storefs: <what failed, naming it>", with two exceptions: a failed build's error goes on with the last lines of its log, each on its own line starting with "> "; and when several paths fail (realise --keep-going), the line "storefs: N failures:" comes first and each failure follows on a line of its own. Progress lines (building, substituting, failed) and warnings also go to stderr, before the error.
+Errors go to stderr as one line, "storefs: <what failed, naming it>", with two exceptions: a failed build's error goes on with the last lines of its log, each on its own line starting with "> "; and when several paths fail (as realise --keep-going reports them), the line "storefs: N failures:" comes first and each failure follows on a line of its own. Progress lines (building, substituting, failed) and warnings also go to stderr, before the error.
 
 Exit codes:
   0    success

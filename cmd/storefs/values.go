@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -91,7 +92,7 @@ func (b *byteSize) UnmarshalText(text []byte) error {
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil {
-		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+		if errors.Is(err, strconv.ErrRange) {
 			return fmt.Errorf("%q is too large", s)
 		}
 		return fmt.Errorf("%q is not a whole number of bytes (with K, M, G or T if wanted)", s)
