@@ -3,13 +3,15 @@ GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 FUZZTIME ?= 10s
 BIN := bin/storefs
+# storefs --version prints this; without it, what Go stamped into the binary.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
 
 .PHONY: all build deps test bench fuzz demo install clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/storefs
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/storefs
 
 # Installs what is missing (apt-get), then nothing more.
 deps:

@@ -125,16 +125,16 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 
 	scratch, err := s.NewTemp()
 	if err != nil {
-		return err
+		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	defer forceRemove(scratch)
 	buildDir := filepath.Join(scratch, "build")
 	if err := os.Mkdir(buildDir, 0o700); err != nil {
-		return err
+		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	outDir := filepath.Join(scratch, "out")
 	if err := os.Mkdir(outDir, 0o755); err != nil {
-		return err
+		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	if err := os.Chown(buildDir, uid, uid); err != nil {
 		return fmt.Errorf("building %s: %w", drvName, err)
@@ -172,7 +172,7 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		}
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	spec.Log = log
 	res, err := sandbox.Run(ctx, spec)

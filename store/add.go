@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -117,11 +118,20 @@ func copyTree(src, dst string, algo nixhash.Algo, recursive bool) (nixhash.Hash,
 		writers = append(writers, caH)
 	}
 	cw := &countWriter{w: io.MultiWriter(writers...)}
+	dumped := make(chan error, 1)
 	go func() {
-		pw.CloseWithError(nar.Dump(io.MultiWriter(pw, cw), src))
+		err := nar.Dump(io.MultiWriter(pw, cw), src)
+		pw.CloseWithError(err)
+		dumped <- err
 	}()
 	err := nar.Restore(pr, dst)
 	pr.CloseWithError(err)
+	// A failed dump (src missing, a fifo in the tree) is the cause, not
+	// the archive it cut short; a dump that failed only because the
+	// restore had stopped reading wraps the restore's error.
+	if derr := <-dumped; derr != nil && (err == nil || !errors.Is(derr, err)) {
+		err = derr
+	}
 	if err != nil {
 		return nixhash.Hash{}, 0, nixhash.Hash{}, err
 	}

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,6 +82,33 @@ func TestAddPathIsValidAndCanonical(t *testing.T) {
 	again, err := s.AddPath(ctx, tree(t, "t", "hello"), true, nixhash.SHA256)
 	if err != nil || again.Path != info.Path || !again.RegistrationTime.Equal(info.RegistrationTime) {
 		t.Errorf("second add: %v %v", again, err)
+	}
+}
+
+// A path that cannot be archived is refused naming it and the cause, not
+// as a broken NAR stream (the copy goes through one).
+func TestAddPathErrorsNameThePath(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	missing := filepath.Join(t.TempDir(), "missing")
+	withFifo := tree(t, "f", "x")
+	must(t, syscall.Mkfifo(filepath.Join(withFifo, "pipe"), 0o644))
+	for _, c := range []struct {
+		src       string
+		recursive bool
+		want      string
+	}{
+		{missing, true, "adding " + missing + ": lstat " + missing + ": no such file or directory"},
+		{missing, false, "adding " + missing + ": open " + missing + ": no such file or directory"},
+		{withFifo, true, "adding " + withFifo + ": " + filepath.Join(withFifo, "pipe") + ": cannot archive a named pipe"},
+	} {
+		_, err := s.AddPath(ctx, c.src, c.recursive, nixhash.SHA256)
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "nar offset") {
+			t.Errorf("AddPath(%s, recursive %v): %v; want %q...", c.src, c.recursive, err, c.want)
+		}
+		if c.src == missing && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("AddPath(%s): %v is not fs.ErrNotExist", c.src, err)
+		}
 	}
 }
 

@@ -24,6 +24,8 @@ type substFlags struct {
 	TrustedPublicKeys   []string `name:"trusted-public-keys" sep:" " placeholder:"KEY" help:"Keys (NAME:BASE64) whose signatures make a cache's narinfo trusted; space-separated or repeated."`
 	NoRequireSigs       bool     `name:"no-require-sigs" help:"Accept narinfos without a good signature by a trusted key (NAR hashes are still checked)."`
 	MaxSubstitutionJobs int      `name:"max-substitution-jobs" default:"16" help:"Substitutions to run at once."`
+	NegativeTTL         duration `name:"narinfo-cache-negative-ttl" default:"3600" placeholder:"SECONDS" help:"How long a remote cache's answer that it lacks a path is believed: seconds, or with a unit (${default}; 0: not remembered)."`
+	PositiveTTL         duration `name:"narinfo-cache-positive-ttl" default:"2592000" placeholder:"SECONDS" help:"How long a remote cache's narinfo is believed: seconds, or with a unit (${default}, 30 days; 0: not remembered)."`
 }
 
 // substituter makes the Substituter the flags describe, with extra caches
@@ -33,16 +35,35 @@ func (f *substFlags) substituter(s *store.Store, prog *progress, extra ...string
 	if len(urls) == 0 {
 		return nil, nil
 	}
-	keys, err := signature.ParsePublicKeys(strings.Join(f.TrustedPublicKeys, " "))
+	opts, err := f.options()
 	if err != nil {
-		return nil, fmt.Errorf("--trusted-public-keys: %w", err)
+		return nil, err
 	}
-	opts := realise.SubstituterOptions{TrustedKeys: keys, RequireSigs: !f.NoRequireSigs}
 	if prog != nil {
 		opts.OnProgress = prog.fetchProgress()
 		opts.OnWarning = func(msg string) { prog.warn(msg) }
 	}
 	return realise.NewSubstituter(s, urls, opts)
+}
+
+// options are the Substituter's options for these flags.
+func (f *substFlags) options() (realise.SubstituterOptions, error) {
+	keys, err := signature.ParsePublicKeys(strings.Join(f.TrustedPublicKeys, " "))
+	if err != nil {
+		return realise.SubstituterOptions{}, fmt.Errorf("--trusted-public-keys: %w", err)
+	}
+	return realise.SubstituterOptions{TrustedKeys: keys, RequireSigs: !f.NoRequireSigs,
+		NegativeTTL: ttl(f.NegativeTTL), PositiveTTL: ttl(f.PositiveTTL)}, nil
+}
+
+// ttl is a narinfo TTL as SubstituterOptions takes it: there 0 means the
+// default and a negative value "not remembered", which a setting of 0 means
+// in Nix.
+func ttl(d duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // fetchProgress reports long downloads: on a terminal in the status line,

@@ -10,13 +10,20 @@ import (
 
 // gcCmd is `nix-store --gc`.
 type gcCmd struct {
-	MaxFreed uint64 `name:"max-freed" placeholder:"BYTES" help:"Stop after freeing this many bytes (NAR size)."`
-	DryRun   bool   `name:"dry-run" help:"Print what would be deleted; delete nothing."`
+	MaxFreed byteSize `name:"max-freed" placeholder:"BYTES" help:"Stop after freeing this many bytes (NAR size), with K, M, G or T for powers of 1024 (1G); as in Nix, 0 or less frees nothing."`
+	DryRun   bool     `name:"dry-run" help:"Print what would be deleted; delete nothing."`
 }
 
 func (c *gcCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	return g.withStore(func(s *store.Store) error {
-		res, err := s.GC(ctx, store.GCOptions{MaxFreed: c.MaxFreed, DryRun: c.DryRun})
+		var res *store.GCResult
+		var err error
+		if c.MaxFreed.set && c.MaxFreed.n == 0 {
+			// Nix's --max-freed 0 deletes nothing; GCOptions' 0 is no limit.
+			res = &store.GCResult{}
+		} else {
+			res, err = s.GC(ctx, store.GCOptions{MaxFreed: c.MaxFreed.n, DryRun: c.DryRun})
+		}
 		if res != nil {
 			for _, p := range res.Deleted {
 				fmt.Fprintln(io.out, s.Print(p))

@@ -22,8 +22,8 @@ import (
 
 // mountCmd serves the store dir through FUSE until unmounted or signalled.
 type mountCmd struct {
-	NegativeTTL time.Duration `name:"negative-ttl" default:"1s" help:"How long a name nothing can realise is answered ENOENT without asking again."`
-	Passthrough bool          `help:"Open files with FUSE passthrough (cold reads of big files at disk speed) instead of no-open (opens without a round trip, much faster for many small files)."`
+	NegativeTTL duration `name:"negative-ttl" default:"1s" placeholder:"SECONDS" help:"How long a name nothing can realise is answered ENOENT without asking again, by the kernel and the mount: seconds, or with a unit (${default}). Remote caches' misses are remembered apart, for narinfo-cache-negative-ttl."`
+	Passthrough bool     `help:"Open files with FUSE passthrough (cold reads of big files at disk speed) instead of no-open (opens without a round trip, much faster for many small files)."`
 	buildFlags  `embed:""`
 	Debug       bool `help:"Log every FUSE request."`
 }
@@ -57,7 +57,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	w := goals.New(s, b, gs, c.options(status))
 	defer w.Wait() // no builder outlives the mount
 	fsys := fusefs.New(s, w, fusefs.Options{
-		NegativeTTL: c.NegativeTTL,
+		NegativeTTL: time.Duration(c.NegativeTTL),
 		Passthrough: c.Passthrough,
 		IsUnknown:   func(err error) bool { return errors.Is(err, goals.ErrUnknownPath) },
 		OnFailure:   status.failed,

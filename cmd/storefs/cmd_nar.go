@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -54,9 +55,16 @@ func (c *narRestoreCmd) Run(io stdio, ctx context.Context) error {
 	return runNarRestore(ctx, io.in, c.Path)
 }
 
-// runNarRestore unpacks the NAR in in to target.
+// runNarRestore unpacks the NAR in in to target. A fault of the archive
+// says that it was read from stdin to make target; the other errors name
+// target already.
 func runNarRestore(ctx context.Context, in io.Reader, target string) error {
-	return nar.Restore(ctxReader{ctx, in}, target)
+	err := nar.Restore(ctxReader{ctx, in}, target)
+	var ne *nar.Error
+	if errors.As(err, &ne) {
+		return fmt.Errorf("restoring the NAR on stdin into %s: %w", target, err)
+	}
+	return err
 }
 
 type narLsCmd struct {
@@ -73,16 +81,19 @@ is checked, and trailing bytes after it are an error.`
 }
 
 func (c *narLsCmd) Run(io stdio, ctx context.Context) error {
-	in := io.in
+	in, name := io.in, "stdin"
 	if c.File != "-" {
 		f, err := os.Open(c.File)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		in = f
+		in, name = f, c.File
 	}
-	return runNarLs(ctx, in, io.out, c.Path, c.JSON)
+	if err := runNarLs(ctx, in, io.out, c.Path, c.JSON); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 // runNarLs lists the node at path of the NAR read from in.

@@ -77,9 +77,10 @@ func TestNarRestoreCmdHostile(t *testing.T) {
 		"empty": nil,
 	} {
 		parent := t.TempDir()
-		code, out, errOut := narRun(t, data, "nar", "restore", filepath.Join(parent, "t"))
+		target := filepath.Join(parent, "t")
+		code, out, errOut := narRun(t, data, "nar", "restore", target)
 		if code != exitFailure || out != "" || strings.Count(errOut, "\n") != 1 ||
-			!strings.HasPrefix(errOut, "storefs: nar offset ") {
+			!strings.HasPrefix(errOut, "storefs: restoring the NAR on stdin into "+target+": nar offset ") {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q", name, code, out, errOut)
 		}
 		if left, _ := os.ReadDir(parent); len(left) != 0 {
@@ -125,8 +126,29 @@ func TestNarLsCmd(t *testing.T) {
 		}
 	}
 	code, _, errOut := narRun(t, nil, "nar", "ls", file, "/nope")
-	if code != exitFailure || !strings.Contains(errOut, `path "/nope" does not exist`) {
+	if code != exitFailure || errOut != "storefs: "+file+`: path "/nope" does not exist in the archive`+"\n" {
 		t.Errorf("nar ls of a missing path: exit %d, %q", code, errOut)
+	}
+	// A file that is not a NAR, given or on stdin: one line naming it.
+	notNAR := filepath.Join(dir, "hostname")
+	os.WriteFile(notNAR, []byte("vm\n"), 0o644)
+	for _, c := range []struct {
+		args  []string
+		stdin []byte
+		name  string
+	}{
+		{[]string{notNAR}, nil, notNAR},
+		{[]string{"-"}, []byte("vm\n"), "stdin"},
+		{[]string{dir}, nil, dir},
+	} {
+		code, _, errOut = narRun(t, c.stdin, append([]string{"nar", "ls"}, c.args...)...)
+		if code != exitFailure || !strings.HasPrefix(errOut, "storefs: "+c.name+": nar offset ") || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("nar ls %v: exit %d, %q; want one line naming %s", c.args, code, errOut, c.name)
+		}
+	}
+	missing := filepath.Join(dir, "missing.nar")
+	if code, _, errOut = narRun(t, nil, "nar", "ls", missing); code != exitFailure || !strings.Contains(errOut, missing+": no such file") {
+		t.Errorf("nar ls of a missing file: exit %d, %q", code, errOut)
 	}
 	code, out, _ := narRun(t, narTestdata(t, "file.nar"), "nar", "ls", "-")
 	if code != 0 || !strings.HasSuffix(out, " 1 \n") {

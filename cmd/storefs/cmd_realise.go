@@ -155,6 +155,7 @@ func realiseTargets(ctx context.Context, w *goals.Worker, targets []realiseTarge
 				}
 			}
 			if errs[i] != nil {
+				errs[i] = nameTarget(r, errs[i])
 				r.Error = errs[i].Error()
 				if !keepGoing {
 					cancel()
@@ -164,6 +165,20 @@ func realiseTargets(ctx context.Context, w *goals.Worker, targets []realiseTarge
 	}
 	wg.Wait()
 	return results, errs
+}
+
+// nameTarget makes err name the derivation or path it is about: most
+// errors of the engine do ("build of X failed"), and one that does not
+// (a store or scratch-space error) gets it in front.
+func nameTarget(r *realiseResult, err error) error {
+	name := r.DrvPath
+	if name == "" {
+		name = r.Path
+	}
+	if strings.Contains(err.Error(), name) {
+		return err
+	}
+	return fmt.Errorf("realising %s: %w", name, err)
 }
 
 func printRealiseResults(io stdio, results []realiseResult, asJSON bool) {
@@ -237,16 +252,20 @@ func sortedIDs(m map[string]string) []string {
 type realiseError struct{ errs []error }
 
 func (e realiseError) Error() string {
-	if len(e.errs) == 1 {
-		return e.errs[0].Error()
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d builds failed:", len(e.errs))
-	for _, err := range e.errs {
-		b.WriteString("\n")
-		b.WriteString(err.Error())
+	return joinFailures(msgs)
+}
+
+// joinFailures is the message of one failure, or of several as the help
+// describes it: "N failures:", then each on a line of its own.
+func joinFailures(msgs []string) string {
+	if len(msgs) == 1 {
+		return msgs[0]
 	}
-	return b.String()
+	return fmt.Sprintf("%d failures:\n%s", len(msgs), strings.Join(msgs, "\n"))
 }
 
 func (e realiseError) ExitCode() int { return goals.ExitStatus(e.errs...) }
@@ -316,7 +335,7 @@ func (c *realiseCmd) viaDaemon(ctx context.Context, client *http.Client, io stdi
 			msgs = append(msgs, r.Error)
 		}
 	}
-	return exitError{code: code, msg: strings.Join(msgs, "\n")}
+	return exitError{code: code, msg: joinFailures(msgs)}
 }
 
 // exitError is a failure with a given exit code.

@@ -4,12 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"storefs/realise"
+	"storefs/store/signature"
+	"storefs/store/storepath"
 )
 
 // Settings come, in order of precedence, from the command line, from
@@ -20,24 +26,76 @@ import (
 // defaultConfigFile is read unless STOREFS_CONFIG names another.
 const defaultConfigFile = "/etc/storefs/storefs.conf"
 
-// setting is one configurable flag.
+// setting is one configurable flag. check refuses a bad value, so that a
+// value from the environment or the file is refused naming where it came
+// from, not as if it were a flag; kong then parses only good values.
 type setting struct {
 	name, def string
 	list      bool // whitespace-separated list
-	duration  bool // a bare number means seconds, as in nix.conf
+	check     func(string) error
 }
 
 var settings = []setting{
-	{name: "store-dir", def: "/store"},
-	{name: "state-dir", def: "/var/lib/storefs"},
-	{name: "substituters", list: true},
-	{name: "trusted-public-keys", list: true},
-	{name: "max-jobs", def: "0"},
-	{name: "cores", def: "0"},
-	{name: "max-silent-time", def: "0s", duration: true},
-	{name: "timeout", def: "0s", duration: true},
-	{name: "failure-ttl", def: "10m", duration: true},
-	{name: "negative-ttl", def: "1s", duration: true},
+	{name: "store-dir", def: "/store", check: checkStoreDir},
+	{name: "state-dir", def: "/var/lib/storefs", check: checkNonEmpty},
+	{name: "substituters", list: true, check: checkSubstituters},
+	{name: "trusted-public-keys", list: true, check: checkPublicKeys},
+	{name: "max-jobs", def: "auto", check: checkText[maxJobs]},
+	{name: "cores", def: "0", check: checkCount},
+	{name: "max-silent-time", def: "0", check: checkText[duration]},
+	{name: "timeout", def: "0", check: checkText[duration]},
+	{name: "fallback", def: "false", check: checkBool},
+	{name: "failure-ttl", def: "10m", check: checkText[duration]},
+	{name: "negative-ttl", def: "1s", check: checkText[duration]},
+	{name: "narinfo-cache-negative-ttl", def: "3600", check: checkText[duration]},
+	{name: "narinfo-cache-positive-ttl", def: "2592000", check: checkText[duration]},
+}
+
+// checkText checks a value as the flag's type parses it.
+func checkText[T any, PT interface {
+	*T
+	encoding.TextUnmarshaler
+}](s string) error {
+	var v T
+	return PT(&v).UnmarshalText([]byte(s))
+}
+
+func checkStoreDir(s string) error {
+	_, err := storepath.ParseDir(s)
+	return err
+}
+
+func checkNonEmpty(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	return nil
+}
+
+func checkCount(s string) error {
+	if _, err := strconv.Atoi(s); err != nil || !isDigits(s) {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	return nil
+}
+
+func checkBool(s string) error {
+	_, err := parseBool(s)
+	return err
+}
+
+func checkSubstituters(s string) error {
+	for _, u := range strings.Fields(s) {
+		if _, err := realise.OpenCache(u, realise.HTTPOptions{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkPublicKeys(s string) error {
+	_, err := signature.ParsePublicKeys(s)
+	return err
 }
 
 func findSetting(name string) (setting, bool) {
@@ -73,7 +131,8 @@ func configPath() string {
 	return defaultConfigFile
 }
 
-// loadConfig reads a config file; a missing file is an empty config.
+// loadConfig reads a config file and checks every value in it; a missing
+// file is an empty config. Errors name the file and the line.
 func loadConfig(path string) (*configFile, error) {
 	c := &configFile{path: path, values: map[string]configValue{}}
 	data, err := os.ReadFile(path)
@@ -81,7 +140,7 @@ func loadConfig(path string) (*configFile, error) {
 		return c, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
@@ -92,18 +151,35 @@ func loadConfig(path string) (*configFile, error) {
 		}
 		key, value, ok := strings.Cut(line, "=")
 		if !ok {
-			return nil, fmt.Errorf("config %s line %d: %q is not `key = value`", path, n, line)
+			return nil, fmt.Errorf("%s line %d: %q is not `key = value`", path, n, line)
 		}
 		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
-		if _, known := findSetting(key); !known {
-			return nil, fmt.Errorf("config %s line %d: unknown setting %q", path, n, key)
+		s, known := findSetting(key)
+		if !known {
+			return nil, fmt.Errorf("%s line %d: unknown setting %q", path, n, key)
+		}
+		if err := s.check(value); err != nil {
+			return nil, fmt.Errorf("%s line %d: %s: %w", path, n, key, err)
 		}
 		c.values[key] = configValue{value, n}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// checkEnv checks every STOREFS_<NAME> variable of a setting; an error
+// names the variable.
+func checkEnv() error {
+	for _, s := range settings {
+		if v, ok := os.LookupEnv(envName(s.name)); ok {
+			if err := s.check(v); err != nil {
+				return fmt.Errorf("environment variable %s: %w", envName(s.name), err)
+			}
+		}
+	}
+	return nil
 }
 
 // lookup finds a setting's value outside the command line: the
@@ -118,21 +194,9 @@ func (c *configFile) lookup(name string) (value, source string, ok bool) {
 	return "", "", false
 }
 
-// typed turns a raw value into what kong parses for the setting.
-func (s setting) typed(raw string) any {
-	switch {
-	case s.list:
-		return strings.Join(strings.Fields(raw), " ") // the flags split on one space
-	case s.duration:
-		if _, err := strconv.Atoi(raw); err == nil {
-			return raw + "s"
-		}
-	}
-	return raw
-}
-
 // resolver feeds settings from the environment and the file to kong for
 // every flag that is a setting and was not given on the command line.
+// Lists are joined by one space, which the flags split on.
 func (c *configFile) resolver() kong.Resolver {
 	return kong.ResolverFunc(func(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
 		s, ok := findSetting(flag.Name)
@@ -143,7 +207,10 @@ func (c *configFile) resolver() kong.Resolver {
 		if !ok {
 			return nil, nil
 		}
-		return s.typed(raw), nil
+		if s.list {
+			return strings.Join(strings.Fields(raw), " "), nil
+		}
+		return raw, nil
 	})
 }
 

@@ -2,8 +2,8 @@
 //
 // One file per command; each command's logic is a run function taking a
 // context and its inputs, so tests call it directly. Errors reach the user as
-// one line, `storefs: <what failed and where>`, with the exit codes listed in
-// the help.
+// one line, `storefs: <what failed and where>` (a failed build adds its log's
+// last lines, as the help says), with the exit codes listed in the help.
 package main
 
 import (
@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -28,21 +29,28 @@ const (
 	exitUsage   = 2
 )
 
-const description = `storefs serves a Nix-style store through FUSE and realises paths on first access.
+// description is the top of storefs --help; the settings are listed from
+// the table in config.go, so the list cannot go stale.
+func description() string {
+	names := make([]string, len(settings))
+	for i, s := range settings {
+		names[i] = s.name
+	}
+	return `storefs serves a Nix-style store through FUSE and realises paths on first access.
 
-Settings (store-dir, state-dir, substituters, trusted-public-keys, max-jobs,
-cores, max-silent-time, timeout, failure-ttl, negative-ttl) come from flags,
-then STOREFS_<NAME> variables, then /etc/storefs/storefs.conf (STOREFS_CONFIG
-names another file), as "name = value" lines; "storefs config show" lists them.
+Settings (` + strings.Join(names, ", ") + `) come from flags, then STOREFS_<NAME> variables, then /etc/storefs/storefs.conf (STOREFS_CONFIG names another file), as "name = value" lines; "storefs config show" lists them. Durations are seconds, as in nix.conf (timeout = 3), or a number with a unit (10m).
+
+Errors go to stderr as one line, "storefs: <what failed, naming it>", with two exceptions: a failed build's error goes on with the last lines of its log, each on its own line starting with "> "; and when several paths fail (as realise --keep-going reports them), the line "storefs: N failures:" comes first and each failure follows on a line of its own. Progress lines (building, substituting, failed) and warnings also go to stderr, before the error.
 
 Exit codes:
   0    success
-  1    failure (the error is printed as one line)
+  1    failure, including a bad value in a STOREFS_ variable or the config file
   2    bad usage (unknown command or flag, bad flag value)
   100  a build failed (realise)
   101  a build timed out
   102  a fixed-output derivation's hash did not match
        (bits combine as in Nix: 103 is a timeout and a hash mismatch)`
+}
 
 // Globals are the flags every command takes.
 type Globals struct {
@@ -68,6 +76,7 @@ type stdio struct {
 // CLI is the whole command line.
 type CLI struct {
 	Globals
+	Version kong.VersionFlag `help:"Print the version (storefs VERSION) and exit."`
 
 	Nar        narCmd        `cmd:"" help:"Make, unpack and list Nix archives (NAR)."`
 	Hash       hashCmd       `cmd:"" help:"Compute hashes as Nix does."`
@@ -127,6 +136,9 @@ func run(ctx context.Context, args []string, io stdio) int {
 func parse(ctx context.Context, cli *CLI, args []string, io stdio) (*kong.Context, int) {
 	exited := -1
 	cfg, err := loadConfig(configPath())
+	if err == nil {
+		err = checkEnv()
+	}
 	if err != nil {
 		fmt.Fprintf(io.err, "storefs: %v\n", err)
 		return nil, exitFailure
@@ -134,7 +146,8 @@ func parse(ctx context.Context, cli *CLI, args []string, io stdio) (*kong.Contex
 	parser, err := kong.New(cli,
 		kong.Resolvers(cfg.resolver()),
 		kong.Name("storefs"),
-		kong.Description(description),
+		kong.Description(description()),
+		kong.Vars{"version": "storefs " + versionString()},
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Writers(io.out, io.err),
 		kong.Exit(func(code int) { exited = code }),
