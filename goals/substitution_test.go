@@ -54,7 +54,9 @@ func (f *fakeSubstituter) enter(ctx context.Context, n, most *int, gate chan str
 	if gate == nil {
 		return leave, nil
 	}
-	f.entered <- what
+	if f.entered != nil {
+		f.entered <- what
+	}
 	select {
 	case <-gate:
 		return leave, nil
@@ -145,6 +147,7 @@ func TestSubstitutionSlots(t *testing.T) {
 	f := newFakeSubstituter(e.s)
 	f.entered = make(chan string, 2*n)
 	f.queryGate, f.fetchGate = make(chan struct{}), make(chan struct{})
+	openQueries, openFetches := opener(t, f.queryGate), opener(t, f.fetchGate)
 	var paths []storepath.Path
 	for i := 0; i < n; i++ {
 		paths = append(paths, f.cached(t, fmt.Sprintf("p%d", i)))
@@ -156,14 +159,14 @@ func TestSubstitutionSlots(t *testing.T) {
 	}
 	for _, stage := range []struct {
 		name string
-		gate chan struct{}
+		open func()
 		most func() int
 	}{
-		{"queries", f.queryGate, func() int { return f.maxQuery }},
-		{"fetches", f.fetchGate, func() int { return f.maxFetch }},
+		{"queries", openQueries, func() int { return f.maxQuery }},
+		{"fetches", openFetches, func() int { return f.maxFetch }},
 	} {
 		for i := 0; i < limit; i++ {
-			<-f.entered
+			recv(t, f.entered, stage.name)
 		}
 		// Room for one more would let it in now.
 		select {
@@ -171,9 +174,9 @@ func TestSubstitutionSlots(t *testing.T) {
 			t.Fatalf("%s: %d running with %d slots (%s)", stage.name, limit+1, limit, what)
 		case <-time.After(100 * time.Millisecond):
 		}
-		close(stage.gate)
+		stage.open()
 		for i := limit; i < n; i++ {
-			<-f.entered
+			recv(t, f.entered, stage.name)
 		}
 		f.mu.Lock()
 		most := stage.most()
@@ -195,8 +198,8 @@ func TestOneSubstitutionGoal(t *testing.T) {
 	const n = 8
 	e := newEnv(t)
 	f := newFakeSubstituter(e.s)
-	f.entered = make(chan string, n)
 	f.queryGate = make(chan struct{})
+	openQueries := opener(t, f.queryGate)
 	dep := f.cached(t, "dep")
 	p := f.cached(t, "top", dep)
 	w := e.workerWith(f, Options{})
@@ -219,10 +222,10 @@ func TestOneSubstitutionGoal(t *testing.T) {
 	for i := 0; i < n; i++ {
 		go func() { errc <- w.Realise(context.Background(), p) }()
 	}
-	<-allIn // every requester is in before the first query can end
-	close(f.queryGate)
+	recv(t, allIn, "every requester") // in before the first query can end
+	openQueries()
 	for i := 0; i < n; i++ {
-		if err := <-errc; err != nil {
+		if err := recv(t, errc, "the requests to end"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -351,7 +354,10 @@ func TestNoLocalBuilds(t *testing.T) {
 	if _, err := w.BuildDerivation(context.Background(), cachedDrv); err != nil {
 		t.Errorf("substitutable with max-jobs 0: %v", err)
 	}
-	_, err := w.BuildDerivation(context.Background(), top)
+	// Bounded: without the check the goal would wait for a slot for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := w.BuildDerivation(ctx, top)
 	if !errors.Is(err, ErrNoLocalBuilds) || !strings.Contains(err.Error(), e.s.Print(top)) {
 		t.Fatalf("err = %v, want ErrNoLocalBuilds naming %s", err, top)
 	}
@@ -360,5 +366,27 @@ func TestNoLocalBuilds(t *testing.T) {
 	}
 	if f, err := e.s.LookupFailure(top); err != nil || f != nil {
 		t.Errorf("failure remembered: %v %v", f, err)
+	}
+}
+
+// opener returns a function that closes gate once; the test's cleanup
+// calls it too, so that a failed test does not leave goals waiting on it
+// (the store's cleanup waits for every goal).
+func opener(t *testing.T, gate chan struct{}) func() {
+	open := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(open)
+	return open
+}
+
+// recv waits for an event the code under test signals; it fails the test
+// if none comes within a generous bound.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("waited 20 s for %s", what)
+		panic("unreachable")
 	}
 }

@@ -232,6 +232,7 @@ func TestOneGoalPerPath(t *testing.T) {
 	const n = 10
 	e := newEnv(t)
 	e.b.gate = make(chan struct{})
+	openGate := opener(t, e.b.gate)
 	a := e.drv(t, "a", nil, map[string]string{"wait": "1"})
 	out := e.output(t, a)
 	w := e.worker(Options{MaxJobs: 4})
@@ -245,7 +246,7 @@ func TestOneGoalPerPath(t *testing.T) {
 		}
 		if strings.HasPrefix(key, "drv:") {
 			if requests++; requests == n {
-				close(e.b.gate)
+				openGate()
 			}
 		}
 	}
@@ -281,6 +282,7 @@ func TestOneGoalPerPath(t *testing.T) {
 func TestGCDuringBuild(t *testing.T) {
 	e := newEnv(t)
 	e.b.gate = make(chan struct{})
+	openGate := opener(t, e.b.gate)
 	e.b.started = make(chan storepath.Path, 2)
 	in := e.drv(t, "in", nil, nil)
 	top := e.drv(t, "top", []storepath.Path{in}, map[string]string{"wait": "1"})
@@ -301,7 +303,7 @@ func TestGCDuringBuild(t *testing.T) {
 			t.Errorf("%s deleted by a collection during the build (deleted %v)", p, res.Deleted)
 		}
 	}
-	close(e.b.gate)
+	openGate()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
@@ -393,11 +395,13 @@ func TestCancellation(t *testing.T) {
 	// Two requesters: the first leaving does not stop the goal.
 	ctx1, cancel1 := context.WithCancel(context.Background())
 	ctx2, cancel2 := context.WithCancel(context.Background())
+	t.Cleanup(cancel1)
+	t.Cleanup(cancel2)
 	errs := make(chan error, 2)
 	go func() { _, err := w.BuildDerivation(ctx1, slow); errs <- err }()
-	<-e.b.started
+	recv(t, e.b.started, "the build to start")
 	go func() { _, err := w.BuildDerivation(ctx2, slow); errs <- err }()
-	<-joined
+	recv(t, joined, "the second requester to join")
 	cancel1()
 	if err := <-errs; !errors.Is(err, context.Canceled) {
 		t.Fatalf("first requester: %v", err)
@@ -484,6 +488,7 @@ func TestWait(t *testing.T) {
 	e := newEnv(t)
 	e.b.started = make(chan storepath.Path, 1)
 	e.b.stopGate = make(chan struct{})
+	letStop := opener(t, e.b.stopGate)
 	slow := e.drv(t, "slow", nil, map[string]string{"block": "1"})
 	w := e.worker(Options{MaxJobs: 1})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -503,7 +508,7 @@ func TestWait(t *testing.T) {
 		t.Fatal("Wait returned while the builder was still stopping")
 	case <-time.After(50 * time.Millisecond):
 	}
-	close(e.b.stopGate)
+	letStop()
 	<-waited
 	e.b.mu.Lock()
 	running := e.b.running
