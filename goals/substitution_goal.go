@@ -8,8 +8,9 @@ import (
 	"storefs/store/storepath"
 )
 
-// runSubstitutionGoal makes p valid from a binary cache: query, then the
-// references (each its own goal), then p itself under its lock.
+// runSubstitutionGoal makes p valid from a binary cache: query (under a
+// query slot), then the references (each its own goal), then p itself
+// under a substitution slot and its lock.
 func (w *Worker) runSubstitutionGoal(ctx context.Context, p storepath.Path) error {
 	if ok, err := w.store.IsValid(p); err != nil || ok {
 		return err
@@ -17,7 +18,11 @@ func (w *Worker) runSubstitutionGoal(ctx context.Context, p storepath.Path) erro
 	if w.subst == nil {
 		return fmt.Errorf("%s: %w", w.store.Print(p), ErrNoSubstitute)
 	}
+	if err := acquire(ctx, w.querySlots); err != nil {
+		return err
+	}
 	sub, err := w.subst.Query(ctx, p)
+	<-w.querySlots
 	if err != nil {
 		return err
 	}

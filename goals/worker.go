@@ -14,8 +14,8 @@ import (
 
 // Options tune a Worker.
 type Options struct {
-	MaxJobs             int           // build slots; 0 means the number of cores
-	MaxSubstitutionJobs int           // 0 means 16
+	MaxJobs             int           // build slots; 0: no local builds (Nix's max-jobs 0)
+	MaxSubstitutionJobs int           // substitutions at once, and cache queries at once; 0 means 16
 	Cores               int           // NIX_BUILD_CORES; 0 means the number of cores
 	KeepGoing           bool          // build what can be built; otherwise stop at the first failure
 	FailureTTL          time.Duration // how long a failure makes requests fail fast; 0 or less: not at all (failures are still recorded)
@@ -63,19 +63,22 @@ type Worker struct {
 	opts    Options
 
 	buildSlots chan struct{}
-	substSlots chan struct{}
+	substSlots chan struct{} // fetches from caches
+	querySlots chan struct{} // narinfo queries
 
 	mu    sync.Mutex       // guards goals
-	goals map[string]*goal // "drv:<base>" or "sub:<base>" -> the running goal
+	goals map[string]*goal // goal key (see want) -> the running goal
+
+	// onWant, if set (by tests), hears each request of a goal: started
+	// says whether it started the goal or joined a running one.
+	onWant func(key string, started bool)
 
 	running sync.WaitGroup // one count per goal goroutine, for Wait
 }
 
 // New makes a Worker over s. subst may be nil.
 func New(s *store.Store, b Builder, subst Substituter, opts Options) *Worker {
-	if opts.MaxJobs <= 0 {
-		opts.MaxJobs = runtime.NumCPU()
-	}
+	opts.MaxJobs = max(opts.MaxJobs, 0)
 	if opts.MaxSubstitutionJobs <= 0 {
 		opts.MaxSubstitutionJobs = 16
 	}
@@ -86,6 +89,7 @@ func New(s *store.Store, b Builder, subst Substituter, opts Options) *Worker {
 		store: s, builder: b, subst: subst, opts: opts,
 		buildSlots: make(chan struct{}, opts.MaxJobs),
 		substSlots: make(chan struct{}, opts.MaxSubstitutionJobs),
+		querySlots: make(chan struct{}, opts.MaxSubstitutionJobs),
 		goals:      map[string]*goal{},
 	}
 }
@@ -110,14 +114,19 @@ type goal struct {
 }
 
 // want runs the goal named key (starting it with run unless it is running)
-// and waits for its result or for ctx to end.
+// and waits for its result or for ctx to end. Keys are
+//
+//	drv:<drv base>!<wanted ids, sorted, or *>  a derivationGoal
+//	build:<drv base>                          a buildGoal
+//	sub:<path base>                           a substitution goal
 func (w *Worker) want(ctx context.Context, key string, run func(ctx context.Context) (map[string]storepath.Path, error)) (map[string]storepath.Path, error) {
 	if ctx.Err() != nil {
 		return nil, stopped(ctx) // a goal nobody waits for would start and stop at once
 	}
 	w.mu.Lock()
 	g := w.goals[key]
-	if g == nil {
+	started := g == nil
+	if started {
 		gctx, cancel := context.WithCancelCause(context.Background())
 		g = &goal{done: make(chan struct{}), cancel: cancel}
 		w.goals[key] = g
@@ -137,6 +146,9 @@ func (w *Worker) want(ctx context.Context, key string, run func(ctx context.Cont
 	}
 	g.refs++
 	w.mu.Unlock()
+	if w.onWant != nil {
+		w.onWant(key, started)
+	}
 
 	select {
 	case <-g.done:
@@ -198,10 +210,10 @@ func (w *Worker) Running() []string {
 	return out
 }
 
-// Realise makes p valid: at once if it is; by building the derivation that
-// produces it, if the store knows one (substituting its outputs first); by
-// substitution otherwise. It returns an error wrapping ErrUnknownPath when
-// none of these can be tried.
+// Realise makes p valid: at once if it is; by the derivation that
+// produces it, if the store knows one (substituting that output first,
+// building only if no cache has it); by substitution otherwise. It returns
+// an error wrapping ErrUnknownPath when none of these can be tried.
 func (w *Worker) Realise(ctx context.Context, p storepath.Path) error {
 	if ok, err := w.store.IsValid(p); err != nil || ok {
 		return err
@@ -213,7 +225,7 @@ func (w *Worker) Realise(ctx context.Context, p storepath.Path) error {
 	if len(derivers) > 0 {
 		var errs []error
 		for _, d := range derivers {
-			_, err := w.BuildDerivation(ctx, d.Drv)
+			_, err := w.BuildDerivation(ctx, d.Drv, d.ID)
 			if err == nil {
 				return nil
 			}
@@ -234,11 +246,13 @@ func (w *Worker) Realise(ctx context.Context, p storepath.Path) error {
 	return err
 }
 
-// BuildDerivation makes every output of the derivation at drv valid and
-// returns them by output id.
-func (w *Worker) BuildDerivation(ctx context.Context, drv storepath.Path) (map[string]storepath.Path, error) {
-	return w.want(ctx, "drv:"+drv.Base(), func(ctx context.Context) (map[string]storepath.Path, error) {
-		g := &derivationGoal{w: w, drvPath: drv}
+// BuildDerivation makes the wanted outputs of the derivation at drv valid
+// (every output when none is named), by substitution or by building it,
+// and returns all of its outputs by id. Only the wanted ones are valid
+// then.
+func (w *Worker) BuildDerivation(ctx context.Context, drv storepath.Path, wanted ...string) (map[string]storepath.Path, error) {
+	return w.want(ctx, wantedKey(drv, wanted), func(ctx context.Context) (map[string]storepath.Path, error) {
+		g := &derivationGoal{w: w, drvPath: drv, wanted: wanted}
 		return g.init(ctx)
 	})
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,13 +27,14 @@ import (
 type fakeBuilder struct {
 	s *store.Store
 
-	mu        sync.Mutex
-	running   int
-	maxRun    int
-	builds    map[storepath.Path]int
-	delay     time.Duration
-	stopDelay time.Duration       // how long a blocked build takes to stop
-	started   chan storepath.Path // if non-nil, told of each build start
+	mu       sync.Mutex
+	running  int
+	maxRun   int
+	builds   map[storepath.Path]int
+	delay    time.Duration
+	stopGate chan struct{}       // if non-nil, a blocked build stops only once it is closed
+	gate     chan struct{}       // if non-nil, every build waits for it before it ends
+	started  chan storepath.Path // if non-nil, told of each build start
 }
 
 // CanBuild refuses derivations whose env has system=elsewhere.
@@ -74,8 +74,17 @@ func (b *fakeBuilder) Build(ctx context.Context, drv storepath.Path, d *derivati
 	}
 	if d.Env["block"] == "1" {
 		<-ctx.Done()
-		time.Sleep(b.stopDelay) // as a real builder takes time to die
+		if b.stopGate != nil {
+			<-b.stopGate // as a real builder takes time to die
+		}
 		return ctx.Err()
+	}
+	if d.Env["wait"] == "1" {
+		select {
+		case <-b.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	select {
 	case <-time.After(b.delay):
@@ -108,6 +117,20 @@ func (b *fakeBuilder) Build(ctx context.Context, drv storepath.Path, d *derivati
 		})
 	}
 	return b.s.Register(regs...)
+}
+
+// count is how often drv was built to an end.
+func (b *fakeBuilder) count(drv storepath.Path) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.builds[drv]
+}
+
+// maxRunning is the most builders that ran at once.
+func (b *fakeBuilder) maxRunning() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.maxRun
 }
 
 type counter struct {
@@ -154,12 +177,22 @@ func newEnv(t *testing.T) *testEnv {
 // drv adds a derivation named name with the given inputs and extra env.
 func (e *testEnv) drv(t *testing.T, name string, inputs []storepath.Path, env map[string]string) storepath.Path {
 	t.Helper()
+	return e.drvWith(t, name, []string{"out"}, inputs, env)
+}
+
+// drvWith adds a derivation with the given outputs.
+func (e *testEnv) drvWith(t *testing.T, name string, outputs []string, inputs []storepath.Path, env map[string]string) storepath.Path {
+	t.Helper()
 	d := &derivation.Derivation{
-		Outputs:   map[string]derivation.Output{"out": {}},
+		Outputs:   map[string]derivation.Output{},
 		InputDrvs: map[storepath.Path][]string{},
 		System:    "x86_64-linux",
 		Builder:   "/fake",
-		Env:       map[string]string{"name": name, "out": ""},
+		Env:       map[string]string{"name": name},
+	}
+	for _, id := range outputs {
+		d.Outputs[id] = derivation.Output{}
+		d.Env[id] = ""
 	}
 	for _, in := range inputs {
 		d.InputDrvs[in] = []string{"out"}
@@ -191,33 +224,96 @@ func (e *testEnv) output(t *testing.T, drv storepath.Path) storepath.Path {
 	return outs["out"]
 }
 
-func TestOneBuildForManyRequests(t *testing.T) {
+// TestOneGoalPerPath: concurrent requesters of one derivation, some by
+// an output's path and some by the .drv, share its goals: one derivation
+// goal per set of wanted outputs, one build goal, one build. The build
+// cannot end before every requester is in.
+func TestOneGoalPerPath(t *testing.T) {
+	const n = 10
 	e := newEnv(t)
-	e.b.delay = 50 * time.Millisecond
-	a := e.drv(t, "a", nil, nil)
+	e.b.gate = make(chan struct{})
+	openGate := opener(t, e.b.gate)
+	a := e.drv(t, "a", nil, map[string]string{"wait": "1"})
+	out := e.output(t, a)
 	w := e.worker(Options{MaxJobs: 4})
+	var mu sync.Mutex
+	starts, requests := map[string]int{}, 0
+	w.onWant = func(key string, started bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if started {
+			starts[key]++
+		}
+		if strings.HasPrefix(key, "drv:") {
+			if requests++; requests == n {
+				openGate()
+			}
+		}
+	}
 	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for i := 0; i < 10; i++ {
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Half ask for the output path, half for the derivation.
 			var err error
 			if i%2 == 0 {
-				err = w.Realise(context.Background(), e.output(t, a))
+				err = w.Realise(context.Background(), out)
 			} else {
 				_, err = w.BuildDerivation(context.Background(), a)
 			}
 			if err != nil {
 				t.Error(err)
-				failed.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	if n := e.b.builds[a]; n != 1 {
+	want := map[string]int{wantedKey(a, nil): 1, wantedKey(a, []string{"out"}): 1, "build:" + a.Base(): 1}
+	if fmt.Sprint(starts) != fmt.Sprint(want) {
+		t.Errorf("goals started: %v, want %v", starts, want)
+	}
+	if n := e.b.count(a); n != 1 {
 		t.Errorf("built %d times, want 1", n)
+	}
+}
+
+// TestGCDuringBuild: a collection while a build runs keeps the build's
+// .drv, its inputs (the input derivation's output and its .drv) and what
+// they refer to; once the build is over they are garbage again.
+func TestGCDuringBuild(t *testing.T) {
+	e := newEnv(t)
+	e.b.gate = make(chan struct{})
+	openGate := opener(t, e.b.gate)
+	e.b.started = make(chan storepath.Path, 2)
+	in := e.drv(t, "in", nil, nil)
+	top := e.drv(t, "top", []storepath.Path{in}, map[string]string{"wait": "1"})
+	w := e.worker(Options{MaxJobs: 1})
+	errc := make(chan error)
+	go func() { _, err := w.BuildDerivation(context.Background(), top); errc <- err }()
+	for p := range e.b.started {
+		if p == top {
+			break
+		}
+	}
+	res, err := e.s.GC(context.Background(), store.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []storepath.Path{top, in, e.output(t, in)} {
+		if ok, _ := e.s.IsValid(p); !ok {
+			t.Errorf("%s deleted by a collection during the build (deleted %v)", p, res.Deleted)
+		}
+	}
+	openGate()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	w.Wait()
+	res, err = e.s.GC(context.Background(), store.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Deleted) != 4 {
+		t.Errorf("after the build, a collection deleted %v; want both .drv files and both outputs", res.Deleted)
 	}
 }
 
@@ -238,21 +334,21 @@ func TestFailurePolicy(t *testing.T) {
 	// Remembered: the second request fails fast without building.
 	_, err = w.BuildDerivation(context.Background(), bad)
 	var be *BuildError
-	if !errors.As(err, &be) || !be.Cached || e.b.builds[bad] != 1 {
-		t.Fatalf("second request: %v (built %d times)", err, e.b.builds[bad])
+	if !errors.As(err, &be) || !be.Cached || e.b.count(bad) != 1 {
+		t.Fatalf("second request: %v (built %d times)", err, e.b.count(bad))
 	}
 	if err := e.s.ClearFailures(); err != nil {
 		t.Fatal(err)
 	}
 	w.BuildDerivation(context.Background(), bad)
-	if e.b.builds[bad] != 2 {
-		t.Errorf("after ClearFailures built %d times, want 2", e.b.builds[bad])
+	if e.b.count(bad) != 2 {
+		t.Errorf("after ClearFailures built %d times, want 2", e.b.count(bad))
 	}
 	// An expired failure is retried.
-	w2 := e.worker(Options{FailureTTL: time.Nanosecond})
+	w2 := e.worker(Options{MaxJobs: 1, FailureTTL: time.Nanosecond})
 	w2.BuildDerivation(context.Background(), bad)
-	if e.b.builds[bad] != 3 {
-		t.Errorf("after expiry built %d times, want 3", e.b.builds[bad])
+	if e.b.count(bad) != 3 {
+		t.Errorf("after expiry built %d times, want 3", e.b.count(bad))
 	}
 }
 
@@ -288,39 +384,59 @@ func TestCancellation(t *testing.T) {
 	e := newEnv(t)
 	e.b.started = make(chan storepath.Path, 10)
 	slow := e.drv(t, "slow", nil, map[string]string{"block": "1"})
-	w := e.worker(Options{})
+	w := e.worker(Options{MaxJobs: 1})
+	joined := make(chan struct{}, 10)
+	w.onWant = func(key string, started bool) {
+		if !started {
+			joined <- struct{}{}
+		}
+	}
 
 	// Two requesters: the first leaving does not stop the goal.
 	ctx1, cancel1 := context.WithCancel(context.Background())
 	ctx2, cancel2 := context.WithCancel(context.Background())
+	t.Cleanup(cancel1)
+	t.Cleanup(cancel2)
 	errs := make(chan error, 2)
 	go func() { _, err := w.BuildDerivation(ctx1, slow); errs <- err }()
-	<-e.b.started
+	recv(t, e.b.started, "the build to start")
 	go func() { _, err := w.BuildDerivation(ctx2, slow); errs <- err }()
-	time.Sleep(20 * time.Millisecond)
+	recv(t, joined, "the second requester to join")
 	cancel1()
 	if err := <-errs; !errors.Is(err, context.Canceled) {
 		t.Fatalf("first requester: %v", err)
 	}
-	if n := len(w.Running()); n != 1 {
-		t.Fatalf("%d goals running after one of two requesters left, want 1", n)
+	// The derivation goal and its build goal.
+	if r := w.Running(); len(r) != 2 {
+		t.Fatalf("goals running after one of two requesters left: %v, want the derivation goal and its build goal", r)
 	}
 	cancel2()
 	if err := <-errs; !errors.Is(err, context.Canceled) {
 		t.Fatalf("second requester: %v", err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		e.b.mu.Lock()
-		running := e.b.running
-		e.b.mu.Unlock()
-		if running == 0 && len(w.Running()) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("builder still running after every requester left")
-		}
-		time.Sleep(5 * time.Millisecond)
+	waitWithin(t, w, 10*time.Second)
+	if r := w.Running(); len(r) != 0 {
+		t.Errorf("goals still running after every requester left: %v", r)
+	}
+	e.b.mu.Lock()
+	running := e.b.running
+	e.b.mu.Unlock()
+	if running != 0 {
+		t.Errorf("%d builders still running after every requester left", running)
+	}
+}
+
+// waitWithin fails the test if w.Wait does not return within d.
+func waitWithin(t *testing.T, w *Worker, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	t0 := time.Now()
+	go func() { w.Wait(); close(done) }()
+	select {
+	case <-done:
+		t.Logf("goals wound down in %v", time.Since(t0))
+	case <-time.After(d):
+		t.Fatalf("goals still running %v after every requester left: %v", d, w.Running())
 	}
 }
 
@@ -331,7 +447,7 @@ func TestCanBuild(t *testing.T) {
 	in := e.drv(t, "in", nil, nil)
 	top := e.drv(t, "top", []storepath.Path{in}, map[string]string{"system": "elsewhere"})
 	obs := &recorder{}
-	w := e.worker(Options{FailureTTL: time.Hour, Observer: obs})
+	w := e.worker(Options{MaxJobs: 1, FailureTTL: time.Hour, Observer: obs})
 	_, err := w.BuildDerivation(context.Background(), top)
 	if err == nil || !strings.Contains(err.Error(), "not for this machine") {
 		t.Fatalf("err = %v, want CanBuild's error", err)
@@ -340,8 +456,8 @@ func TestCanBuild(t *testing.T) {
 	if errors.As(err, &be) || ExitStatus(err) != 1 {
 		t.Errorf("err = %#v (exit status %d): not a build failure, exit status 1", err, ExitStatus(err))
 	}
-	if e.b.builds[in] != 0 || len(obs.events()) != 0 {
-		t.Errorf("input built %d times, events %v; want nothing started", e.b.builds[in], obs.events())
+	if e.b.count(in) != 0 || len(obs.events()) != 0 {
+		t.Errorf("input built %d times, events %v; want nothing started", e.b.count(in), obs.events())
 	}
 	if f, err := e.s.LookupFailure(top); err != nil || f != nil {
 		t.Errorf("failure remembered: %v %v", f, err)
@@ -371,27 +487,34 @@ func (r *recorder) events() []Event {
 func TestWait(t *testing.T) {
 	e := newEnv(t)
 	e.b.started = make(chan storepath.Path, 1)
-	e.b.stopDelay = 100 * time.Millisecond
+	e.b.stopGate = make(chan struct{})
+	letStop := opener(t, e.b.stopGate)
 	slow := e.drv(t, "slow", nil, map[string]string{"block": "1"})
-	w := e.worker(Options{})
+	w := e.worker(Options{MaxJobs: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error)
 	go func() { _, err := w.BuildDerivation(ctx, slow); errc <- err }()
 	<-e.b.started
-	t0 := time.Now()
 	cancel()
+	// The builder cannot stop before stopGate is closed, so the requester
+	// returning proves it did not wait for the builder.
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("requester: %v", err)
 	}
-	if d := time.Since(t0); d > 50*time.Millisecond {
-		t.Errorf("the requester waited %v for the builder to stop", d)
+	waited := make(chan struct{})
+	go func() { w.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		t.Fatal("Wait returned while the builder was still stopping")
+	case <-time.After(50 * time.Millisecond):
 	}
-	w.Wait()
+	letStop()
+	<-waited
 	e.b.mu.Lock()
 	running := e.b.running
 	e.b.mu.Unlock()
-	if running != 0 || time.Since(t0) < e.b.stopDelay {
-		t.Errorf("Wait returned after %v with %d builders running", time.Since(t0), running)
+	if running != 0 {
+		t.Errorf("Wait returned with %d builders running", running)
 	}
 	// A request with an ended context starts nothing.
 	if _, err := w.BuildDerivation(ctx, slow); !errors.Is(err, context.Canceled) || len(w.Running()) != 0 {
@@ -458,8 +581,8 @@ func TestModel(t *testing.T) {
 		if r := w.Running(); len(r) > 0 {
 			t.Fatalf("seed %d run %d: goals still running after Wait: %v", seed, run, r)
 		}
-		if e.b.maxRun > maxJobs {
-			t.Errorf("seed %d run %d: %d builders at once, max-jobs %d", seed, run, e.b.maxRun, maxJobs)
+		if e.b.maxRunning() > maxJobs {
+			t.Errorf("seed %d run %d: %d builders at once, max-jobs %d", seed, run, e.b.maxRunning(), maxJobs)
 		}
 		broken := map[storepath.Path]bool{} // fails itself or through an input
 		for _, p := range nodes {
@@ -469,8 +592,8 @@ func TestModel(t *testing.T) {
 			}
 		}
 		for i, p := range nodes {
-			if e.b.builds[p] > 1 {
-				t.Errorf("seed %d run %d: %s built %d times", seed, run, p, e.b.builds[p])
+			if n := e.b.count(p); n > 1 {
+				t.Errorf("seed %d run %d: %s built %d times", seed, run, p, n)
 			}
 			valid, _ := e.s.IsValid(e.output(t, p))
 			if valid && broken[p] {

@@ -149,7 +149,7 @@ func realiseTargets(ctx context.Context, w *goals.Worker, targets []realiseTarge
 			} else {
 				r.DrvPath = s.Print(t.drv)
 				var outs map[string]storepath.Path
-				outs, errs[i] = w.BuildDerivation(ctx, t.drv)
+				outs, errs[i] = w.BuildDerivation(ctx, t.drv, t.outputs...)
 				if errs[i] == nil {
 					r.Outputs, errs[i] = wantedOutputs(s, t, outs)
 				}
