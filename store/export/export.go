@@ -15,13 +15,13 @@ package export
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
 	"storefs/store/nar"
 	"storefs/store/storepath"
+	"storefs/store/wire"
 )
 
 // Magic precedes each path's metadata ("NIXE" little-endian).
@@ -30,9 +30,8 @@ const Magic = 0x4558494e
 // maxReferences bounds the reference count read from a stream.
 const maxReferences = 1 << 20
 
-// maxPathLen bounds a store path string: a store dir of up to 4095 bytes,
-// a slash and a base name.
-const maxPathLen = 4096 + 1 + storepath.HashLen + 1 + storepath.MaxNameLen
+// maxPathLen bounds a store path string (and the other strings).
+const maxPathLen = wire.MaxPathLen
 
 // Entry is one path's metadata in the stream.
 type Entry struct {
@@ -58,8 +57,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // Reader reads an export stream.
 type Reader struct {
 	br    *bufio.Reader
+	wr    *wire.Reader // numbers and strings, on br
 	dir   storepath.Dir
-	off   int64 // stream offset of the current path's NAR start, or of br
+	off   int64 // NAR bytes read so far, which wr does not count
+	start int64 // stream offset of the current path's NAR
 	index int
 	nar   *nar.Reader
 	done  bool
@@ -68,18 +69,25 @@ type Reader struct {
 
 // NewReader reads a stream of paths in store dir dir.
 func NewReader(r io.Reader, dir storepath.Dir) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 1<<20), dir: dir}
+	br := bufio.NewReaderSize(r, 1<<20)
+	return &Reader{br: br, wr: wire.NewReader(br), dir: dir}
 }
 
 func (r *Reader) fail(err error) error {
 	if r.err == nil {
 		off := r.offset()
 		var ne *nar.Error
-		if errors.As(err, &ne) {
+		var we *wire.Error
+		switch {
+		case errors.As(err, &ne):
 			// The NAR error names its own offset; the stream's is where
 			// the NAR starts plus that.
-			off = r.off + ne.Offset
+			off = r.start + ne.Offset
 			err = fmt.Errorf("in its NAR: %w", err)
+		case errors.As(err, &we):
+			// The field's own offset, said once.
+			off = we.Offset + r.off
+			err = fmt.Errorf("%s: %w", we.Message(), we.Err)
 		}
 		r.err = &Error{Index: r.index, Offset: off, Err: err}
 	}
@@ -92,9 +100,9 @@ func (r *Reader) Fail(err error) error { return r.fail(err) }
 
 func (r *Reader) offset() int64 {
 	if r.nar != nil {
-		return r.off + r.nar.NarSize()
+		return r.start + r.nar.NarSize()
 	}
-	return r.off
+	return r.wr.Offset() + r.off
 }
 
 // Next moves to the next path and returns a reader of its NAR, or io.EOF
@@ -127,6 +135,7 @@ func (r *Reader) Next() (*nar.Reader, error) {
 	default:
 		return nil, r.fail(fmt.Errorf("path marker is %d, want 1 (another path) or 0 (the end): not a nix-store --export stream", n))
 	}
+	r.start = r.offset()
 	r.nar = nar.NewReader(r.br)
 	return r.nar, nil
 }
@@ -196,37 +205,19 @@ func (r *Reader) Trailer() (*Entry, error) {
 }
 
 func (r *Reader) u64(what string) (uint64, error) {
-	var b [8]byte
-	if _, err := io.ReadFull(r.br, b[:]); err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			err = fmt.Errorf("stream truncated in the %s", what)
-		}
+	n, err := r.wr.U64(what)
+	if err != nil {
 		return 0, r.fail(err)
 	}
-	r.off += 8
-	return binary.LittleEndian.Uint64(b[:]), nil
+	return n, nil
 }
 
 func (r *Reader) str(what string) (string, error) {
-	n, err := r.u64(what + " length")
+	s, err := r.wr.String(what, maxPathLen)
 	if err != nil {
-		return "", err
+		return "", r.fail(err)
 	}
-	if n > maxPathLen {
-		return "", r.fail(fmt.Errorf("%s is %d bytes long, more than %d", what, n, maxPathLen))
-	}
-	padded := (n + 7) &^ 7
-	b := make([]byte, padded)
-	if _, err := io.ReadFull(r.br, b); err != nil {
-		return "", r.fail(fmt.Errorf("stream truncated in the %s", what))
-	}
-	for _, c := range b[n:] {
-		if c != 0 {
-			return "", r.fail(fmt.Errorf("non-zero padding after the %s", what))
-		}
-	}
-	r.off += int64(padded)
-	return string(b[:n]), nil
+	return s, nil
 }
 
 func (r *Reader) path(what string) (storepath.Path, error) {
@@ -246,68 +237,48 @@ func (r *Reader) path(what string) (storepath.Path, error) {
 
 // Writer writes an export stream.
 type Writer struct {
-	w   *bufio.Writer
+	w   *wire.Writer
 	dir storepath.Dir
-	err error
+	err error // an error of writeNAR; the wire.Writer keeps its own
 }
 
 // NewWriter writes a stream of paths in store dir dir to w.
 func NewWriter(w io.Writer, dir storepath.Dir) *Writer {
-	return &Writer{w: bufio.NewWriterSize(w, 1<<20), dir: dir}
+	return &Writer{w: wire.NewWriter(bufio.NewWriterSize(w, 1<<20)), dir: dir}
 }
 
 // Add writes one path: writeNAR must write exactly the path's NAR.
 func (w *Writer) Add(e *Entry, writeNAR func(io.Writer) error) error {
-	if w.err != nil {
-		return w.err
+	if err := w.error(); err != nil {
+		return err
 	}
-	w.u64(1)
-	if w.err == nil {
+	w.w.U64(1)
+	if w.w.Err() == nil {
 		if err := writeNAR(w.w); err != nil {
 			w.err = fmt.Errorf("exporting %s: %w", w.dir.Print(e.Path), err)
 			return w.err
 		}
 	}
-	w.u64(Magic)
-	w.str(w.dir.Print(e.Path))
-	w.u64(uint64(len(e.References)))
-	for _, ref := range w.dir.PrintAll(e.References) {
-		w.str(ref)
+	w.w.U64(Magic)
+	w.w.Path(w.dir, e.Path)
+	w.w.Paths(w.dir, e.References)
+	w.w.Path(w.dir, e.Deriver)
+	w.w.U64(0)
+	return w.error()
+}
+
+func (w *Writer) error() error {
+	if w.err != nil {
+		return w.err
 	}
-	if e.Deriver.IsZero() {
-		w.str("")
-	} else {
-		w.str(w.dir.Print(e.Deriver))
-	}
-	w.u64(0)
-	return w.err
+	return w.w.Err()
 }
 
 // Close writes the end of the stream and flushes it.
 func (w *Writer) Close() error {
-	w.u64(0)
-	if w.err == nil {
-		w.err = w.w.Flush()
-	}
-	return w.err
-}
-
-func (w *Writer) u64(n uint64) {
 	if w.err != nil {
-		return
+		return w.err
 	}
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], n)
-	_, w.err = w.w.Write(b[:])
-}
-
-func (w *Writer) str(s string) {
-	w.u64(uint64(len(s)))
-	if w.err != nil {
-		return
-	}
-	var zeros [8]byte
-	if _, w.err = w.w.WriteString(s); w.err == nil {
-		_, w.err = w.w.Write(zeros[:(8-len(s)%8)%8])
-	}
+	w.w.U64(0)
+	return w.w.Flush()
 }
