@@ -25,6 +25,7 @@ type mountCmd struct {
 	NegativeTTL duration `name:"negative-ttl" default:"1s" placeholder:"SECONDS" help:"How long a name nothing can realise is answered ENOENT without asking again, by the kernel and the mount: seconds, or with a unit (${default}). Remote caches' misses are remembered apart, for narinfo-cache-negative-ttl."`
 	Passthrough bool     `help:"Open files with FUSE passthrough (cold reads of big files at disk speed) instead of no-open (opens without a round trip, much faster for many small files)."`
 	buildFlags  `embed:""`
+	daemonFlags `embed:""`
 	Debug       bool `help:"Log every FUSE request."`
 }
 
@@ -78,6 +79,13 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 		return err
 	}
 	defer sock.Close()
+	nixSock, _, err := c.listen(ctx, s, w, c.Subst, logger)
+	if err != nil {
+		fsys.Shutdown()
+		unmount(string(dir))
+		return err
+	}
+	defer nixSock.Close()
 	done := make(chan struct{})
 	go func() { server.Wait(); close(done) }()
 	gone := make(chan struct{}) // unmounted by someone else (umount, fusermount -u)

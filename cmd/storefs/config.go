@@ -49,6 +49,16 @@ var settings = []setting{
 	{name: "negative-ttl", def: "1s", check: checkText[duration]},
 	{name: "narinfo-cache-negative-ttl", def: "3600", check: checkText[duration]},
 	{name: "narinfo-cache-positive-ttl", def: "2592000", check: checkText[duration]},
+	{name: "daemon-socket", check: checkAbsolute},
+	{name: "trusted-users", def: "root", list: true, check: checkNonEmpty},
+	{name: "allowed-users", def: "*", list: true, check: checkNonEmpty},
+}
+
+func checkAbsolute(s string) error {
+	if s != "" && !strings.HasPrefix(s, "/") {
+		return fmt.Errorf("%q is not an absolute path", s)
+	}
+	return nil
 }
 
 // checkText checks a value as the flag's type parses it.

@@ -94,6 +94,7 @@ type CLI struct {
 	AddRoot  addRootCmd  `cmd:"" name:"add-root" help:"Make store paths garbage collector roots."`
 	Mount    mountCmd    `cmd:"" help:"Serve the store dir through FUSE, realising paths on first access, until unmounted."`
 	Umount   umountCmd   `cmd:"" help:"Unmount the store dir."`
+	Daemon   daemonCmd   `cmd:"" help:"Serve the store to Nix clients on the Nix daemon socket (NIX_REMOTE=unix://...), without mounting."`
 	Status   statusCmd   `cmd:"" help:"Show what the mount's daemon is doing and recent failures."`
 	Realise  realiseCmd  `cmd:"" help:"Build or substitute paths and print the outputs (as nix-store --realise)."`
 	Log      logCmd      `cmd:"" help:"Print the build log of a derivation or of the derivation of a path."`

@@ -141,14 +141,21 @@ func (r *Reader) fail(field string, off int64, detail string, err error) error {
 func (r *Reader) fill(field string, start int64, b []byte) error {
 	n, err := io.ReadFull(r.br, b)
 	r.off += int64(n)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
+	switch {
+	case err == io.EOF && n == 0:
+		// Nothing came: the stream ended before the field, which is a
+		// clean end where a new message may start.
+		return r.fail(field, start, "", errEnd)
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		return r.fail(field, start, "", ErrTruncated)
-	}
-	if err != nil {
+	case err != nil:
 		return r.fail(field, start, "", err)
 	}
 	return nil
 }
+
+// errEnd is ErrTruncated at a field's first byte; it is also io.EOF.
+var errEnd = errors.Join(ErrTruncated, io.EOF)
 
 // U64 reads a 64-bit number.
 func (r *Reader) U64(field string) (uint64, error) {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"path/filepath"
+
+	"storefs/daemon"
+	"storefs/goals"
+	"storefs/realise"
+	"storefs/store"
+)
+
+// daemonFlags are the Nix daemon socket's settings, shared by daemon and
+// mount.
+type daemonFlags struct {
+	DaemonSocket string   `name:"daemon-socket" placeholder:"PATH" help:"Where Nix clients connect (NIX_REMOTE=unix://PATH); default <state-dir>/daemon-socket/socket."`
+	TrustedUsers []string `name:"trusted-users" sep:" " default:"root" placeholder:"USER" help:"Users (or @groups, or *) trusted as Nix's daemon trusts them: they may skip signature checks, add signatures, build input-addressed derivations with BuildDerivation and set any setting (${default})."`
+	AllowedUsers []string `name:"allowed-users" sep:" " default:"*" placeholder:"USER" help:"Users (or @groups, or *) who may connect at all; trusted users always may (${default})."`
+}
+
+// socket is the Nix daemon socket's path.
+func (f *daemonFlags) socket(stateDir string) string {
+	if f.DaemonSocket != "" {
+		return f.DaemonSocket
+	}
+	return filepath.Join(stateDir, "daemon-socket", "socket")
+}
+
+// listen starts serving the Nix daemon protocol for s and e; it stops
+// when ctx ends or the listener is closed.
+func (f *daemonFlags) listen(ctx context.Context, s *store.Store, e daemon.Engine, subst substFlags, logger *log.Logger) (net.Listener, *daemon.Server, error) {
+	path := f.socket(s.State)
+	l, err := daemon.Listen(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &daemon.Server{Store: s, Engine: e, TrustedUsers: f.TrustedUsers, AllowedUsers: f.AllowedUsers,
+		TrustedSubstituters: subst.Substituters, TrustedPublicKeys: subst.TrustedPublicKeys, Logf: logger.Printf}
+	go func() {
+		if err := srv.Serve(ctx, l); err != nil {
+			logger.Printf("%v", err)
+		}
+	}()
+	logger.Printf("Nix daemon protocol on %s", path)
+	return l, srv, nil
+}
+
+// daemonCmd serves the Nix daemon protocol without mounting.
+type daemonCmd struct {
+	buildFlags  `embed:""`
+	daemonFlags `embed:""`
+}
+
+func (c *daemonCmd) Run(ctx context.Context, g *Globals, io stdio) error {
+	return runDaemon(ctx, g, io, c)
+}
+
+func runDaemon(ctx context.Context, g *Globals, io stdio, c *daemonCmd) error {
+	dir, err := g.storeDir()
+	if err != nil {
+		return err
+	}
+	logger := log.New(io.err, "storefs: ", log.LstdFlags)
+	s, err := store.Open(dir, g.StateDir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	status := newDaemonStatus(s)
+	status.logf = logger.Printf
+	sub, err := c.Subst.substituter(s, newProgress(logWriter{logger}, s))
+	if err != nil {
+		return err
+	}
+	var gs goals.Substituter
+	if sub != nil {
+		gs = sub
+	}
+	w := goals.New(s, &realise.Builder{Store: s}, gs, c.options(status))
+	defer w.Wait()
+	l, _, err := c.listen(ctx, s, w, c.Subst, logger)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	logger.Printf("serving the store %s (contents in %s) to Nix clients", dir, s.BackingDir())
+	<-ctx.Done()
+	fmt.Fprintln(io.err, "storefs: stopping the daemon")
+	return nil
+}
