@@ -133,8 +133,9 @@ func (srv *Server) applyOverride(o *ClientOptions, trusted bool, name, value str
 		}
 	case "substituters", "extra-substituters":
 		urls := strings.Fields(value)
+		warning := ""
 		if !trusted {
-			kept := urls[:0]
+			var kept []string
 			for _, u := range urls {
 				if srv.trustsSubstituter(u) {
 					kept = append(kept, u)
@@ -142,7 +143,7 @@ func (srv *Server) applyOverride(o *ClientOptions, trusted bool, name, value str
 			}
 			if len(kept) < len(urls) {
 				o.Ignored = append(o.Ignored, name)
-				return fmt.Sprintf("warning: not using the substituters in %q that the daemon does not trust, as you are not a trusted user", name)
+				warning = fmt.Sprintf("warning: not using the substituters in %q that the daemon does not trust, as you are not a trusted user", name)
 			}
 			urls = kept
 		}
@@ -151,7 +152,7 @@ func (srv *Server) applyOverride(o *ClientOptions, trusted bool, name, value str
 		} else {
 			o.Substituters = urls
 		}
-		return ""
+		return warning
 	}
 	if !trusted {
 		o.Ignored = append(o.Ignored, name)
