@@ -88,7 +88,7 @@ func (c *Conn) Serve(ctx context.Context, rw io.ReadWriter) (err error) {
 			err = fmt.Errorf("worker op %d (%s): panic: %v\n%s", c.op, opName(c.op), p, debug.Stack())
 		}
 	}()
-	if err := c.handshake(); err != nil {
+	if err := c.handshake(); err != nil || c.client == 0 {
 		return err
 	}
 	for {
@@ -110,6 +110,9 @@ func (c *Conn) Serve(ctx context.Context, rw io.ReadWriter) (err error) {
 func (c *Conn) handshake() error {
 	c.r.SetContext("worker handshake")
 	magic, err := c.r.U64("magic")
+	if errors.Is(err, io.EOF) {
+		return nil // connected and left: a probe, not an error
+	}
 	if err != nil {
 		return err
 	}
