@@ -62,6 +62,7 @@ type Conn struct {
 	opts    ClientOptions
 
 	roots *store.TempRoots // this connection's temporary roots; nil until the first
+	sink  *logSink         // the build logs of the operation being served, if it builds
 	op    uint64           // the operation being served
 }
 

@@ -40,6 +40,7 @@
 //
 // Conn.mu guards the writer and the work state, so that log messages from
 // a build's goroutines and the operation's own replies never interleave.
-// It is the only lock in the package and is never held while waiting for
-// the store or the engine.
+// Build logs (buildlog.go) take Server.logMu, then a logSink's mu, then
+// Conn.mu, in that order; Server.mu guards only the set of connections. No
+// lock is held while waiting for the store or the engine.
 package daemon

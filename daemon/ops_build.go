@@ -82,6 +82,16 @@ type result struct {
 // realise makes every target valid, all at once; it returns each one's
 // result in request order.
 func (c *Conn) realise(ctx context.Context, ts []target) []result {
+	// The derivations this will build, for their logs.
+	m := &missing{c: c, willBuild: map[storepath.Path]bool{}, unknown: map[storepath.Path]bool{}, seen: map[string]bool{}}
+	for _, t := range ts {
+		m.visit(t) // best effort: a failure shows in the result
+	}
+	c.sink = c.srv.subscribe(c, keys(m.willBuild))
+	defer func() {
+		c.sink.close(c.srv)
+		c.sink = nil
+	}()
 	res := make([]result, len(ts))
 	var wg sync.WaitGroup
 	for i, t := range ts {
@@ -138,10 +148,8 @@ func (c *Conn) realiseOne(ctx context.Context, t target) result {
 	r.status = statusAlreadyValid
 	if !valid {
 		r.status = statusBuilt
-		act := c.StartActivity(verbosityInfo, actBuild, fmt.Sprintf("building '%s'", c.dir.Print(t.path)), 0,
-			S(c.dir.Print(t.path)), S(""), I(1), I(1))
+		c.sink.start(t.path)
 		_, r.err = c.srv.Engine.BuildDerivation(ctx, t.path, t.outputs...)
-		c.StopActivity(act)
 	}
 	r.outputs = map[string]storepath.Path{}
 	for _, id := range wanted {

@@ -112,7 +112,7 @@ func opBuildDerivation(ctx context.Context, c *Conn) error {
 	if err != nil {
 		return err
 	}
-	r := c.realiseOne(ctx, target{raw: c.dir.Print(drv) + "!*", path: drv, drv: true})
+	r := c.realise(ctx, []target{{raw: c.dir.Print(drv) + "!*", path: drv, drv: true}})[0]
 	c.stopWork()
 	c.writeResult(r)
 	return nil

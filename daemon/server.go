@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"storefs/store"
+	"storefs/store/storepath"
 )
 
 // Server accepts connections on a Unix socket and serves each in its own
@@ -37,6 +38,9 @@ type Server struct {
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
+
+	logMu   sync.Mutex // guards logSubs; taken before a logSink's and a Conn's
+	logSubs map[storepath.Path]map[*logSink]bool
 }
 
 func (srv *Server) logf(format string, args ...any) {

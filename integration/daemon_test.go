@@ -119,6 +119,11 @@ func TestDaemonInstantiateAndBuild(t *testing.T) {
 		e.both(t, "nix-store", "-q", "--outputs", d)
 		e.both(t, "nix-store", "-q", "--references", d)
 	}
+	// The builders' output reaches the client live, as build log lines.
+	r := e.nixResult(t, "nix-store", "-r", drvs["top"])
+	if r.code != 0 || !strings.Contains(string(r.stderr), "building dep\n") || !strings.Contains(string(r.stderr), "building top\n") {
+		t.Errorf("nix-store -r %s: exit %d, no build log lines in its stderr:\n%s", drvs["top"], r.code, r.stderr)
+	}
 	out := e.both(t, "nix-store", "-r", drvs["top"])
 	for _, q := range []string{"--hash", "--size", "--references", "--deriver", "--requisites"} {
 		e.both(t, "nix-store", "-q", q, out)
@@ -146,7 +151,7 @@ func TestDaemonInstantiateAndBuild(t *testing.T) {
 	}
 
 	// A failing build: the client fails with the log's last lines.
-	r := e.nixResult(t, "nix-store", "-r", drvs["fail"])
+	r = e.nixResult(t, "nix-store", "-r", drvs["fail"])
 	if r.code == 0 || !strings.Contains(string(r.stderr), "failing now") {
 		t.Errorf("nix-store -r of a failing derivation: exit %d\n%s", r.code, r.stderr)
 	}

@@ -29,23 +29,28 @@ func (f *daemonFlags) socket(stateDir string) string {
 	return filepath.Join(stateDir, "daemon-socket", "socket")
 }
 
-// listen starts serving the Nix daemon protocol for s and e; it stops
-// when ctx ends or the listener is closed.
-func (f *daemonFlags) listen(ctx context.Context, s *store.Store, e daemon.Engine, subst substFlags, logger *log.Logger) (net.Listener, *daemon.Server, error) {
-	path := f.socket(s.State)
+// server is the Nix daemon for s, its engine to be set before listen; a
+// builder's log lines go to it (realise.Builder.OnLogLine).
+func (f *daemonFlags) server(s *store.Store, subst substFlags, logger *log.Logger) *daemon.Server {
+	return &daemon.Server{Store: s, TrustedUsers: f.TrustedUsers, AllowedUsers: f.AllowedUsers,
+		TrustedSubstituters: subst.Substituters, TrustedPublicKeys: subst.TrustedPublicKeys, Logf: logger.Printf}
+}
+
+// listen starts serving the Nix daemon protocol with srv; it stops when
+// ctx ends or the listener is closed.
+func (f *daemonFlags) listen(ctx context.Context, srv *daemon.Server, logger *log.Logger) (net.Listener, error) {
+	path := f.socket(srv.Store.State)
 	l, err := daemon.Listen(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	srv := &daemon.Server{Store: s, Engine: e, TrustedUsers: f.TrustedUsers, AllowedUsers: f.AllowedUsers,
-		TrustedSubstituters: subst.Substituters, TrustedPublicKeys: subst.TrustedPublicKeys, Logf: logger.Printf}
 	go func() {
 		if err := srv.Serve(ctx, l); err != nil {
 			logger.Printf("%v", err)
 		}
 	}()
 	logger.Printf("Nix daemon protocol on %s", path)
-	return l, srv, nil
+	return l, nil
 }
 
 // daemonCmd serves the Nix daemon protocol without mounting.
@@ -79,9 +84,11 @@ func runDaemon(ctx context.Context, g *Globals, io stdio, c *daemonCmd) error {
 	if sub != nil {
 		gs = sub
 	}
-	w := goals.New(s, &realise.Builder{Store: s}, gs, c.options(status))
+	nixd := c.server(s, c.Subst, logger)
+	w := goals.New(s, &realise.Builder{Store: s, OnLogLine: nixd.LogLine}, gs, c.options(status))
 	defer w.Wait()
-	l, _, err := c.listen(ctx, s, w, c.Subst, logger)
+	nixd.Engine = w
+	l, err := c.listen(ctx, nixd, logger)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,8 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	defer s.Close()
 	status := newDaemonStatus(s)
 	status.logf = logger.Printf
-	b := &realise.Builder{Store: s}
+	nixd := c.server(s, c.Subst, logger)
+	b := &realise.Builder{Store: s, OnLogLine: nixd.LogLine}
 	// Downloads and warnings of substituters go to the log, a line each.
 	sub, err := c.Subst.substituter(s, newProgress(logWriter{logger}, s))
 	if err != nil {
@@ -79,7 +80,8 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 		return err
 	}
 	defer sock.Close()
-	nixSock, _, err := c.listen(ctx, s, w, c.Subst, logger)
+	nixd.Engine = w
+	nixSock, err := c.listen(ctx, nixd, logger)
 	if err != nil {
 		fsys.Shutdown()
 		unmount(string(dir))
