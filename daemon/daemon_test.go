@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"storefs/store/nixbase32"
 	"storefs/store/nixhash"
@@ -458,6 +460,7 @@ func TestAuthorize(t *testing.T) {
 
 // Many connections at once, each adding and querying: no interference.
 func TestConcurrentConnections(t *testing.T) {
+	before := runtime.NumGoroutine()
 	srv := testServer(t)
 	var wg sync.WaitGroup
 	for i := 0; i < 16; i++ {
@@ -482,6 +485,14 @@ func TestConcurrentConnections(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Every connection's goroutines are gone with it.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after the connections closed, %d before", n, before)
+	}
 }
 
 // FuzzOps drives the operation decoder with any bytes after a handshake:

@@ -241,6 +241,18 @@ func TestDaemonGC(t *testing.T) {
 		}
 	}
 	c := e.both(t, "nix-store", "--add", filepath.Join(e.base, "src", "tree", "a"))
+	d := e.both(t, "nix-store", "--add", filepath.Join(e.base, "src", "tree", "sub"))
+	// --max-freed stops once that much is freed: one of the two goes.
+	e.nix(t, "nix-store", "--gc", "--max-freed", "1")
+	gone := 0
+	for _, p := range []string{c, d} {
+		if r := e.nixResult(t, "nix-store", "--check-validity", p); r.code != 0 {
+			gone++
+		}
+	}
+	if gone != 1 {
+		t.Errorf("--gc --max-freed 1 deleted %d paths, want 1", gone)
+	}
 	e.nix(t, "nix-store", "--gc")
 	if r := e.nixResult(t, "nix-store", "--check-validity", c); r.code == 0 {
 		t.Errorf("%s is valid after --gc", c)
