@@ -304,3 +304,58 @@ func TestDaemonSign(t *testing.T) {
 		t.Errorf("nix path-info --sigs after nix store sign: %s", info)
 	}
 }
+
+// A client run as an unprivileged user (nobody) through the 0666 socket:
+// it can add, query and build a fixed-output derivation, and is refused
+// repair and signing, as by Nix's daemon.
+func TestDaemonUnprivileged(t *testing.T) {
+	runuser := needTool(t, "runuser")
+	e := newDaemonEnv(t)
+	os.Chmod(e.base, 0o755)
+	home := filepath.Join(e.base, "nobody")
+	os.MkdirAll(home, 0o777)
+	os.Chmod(home, 0o777)
+	bb, _ := instantiated(t, e, "dep")
+	fod := writeFile(t, e.base, "fod.nix", `{ bb }:
+let bbp = builtins.storePath bb; in
+derivation { name = "fod"; system = "x86_64-linux"; builder = "${bbp}/bin/sh"; args = ["-c" "echo -n fixed > $out"];
+  outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = builtins.hashString "sha256" "fixed"; }
+`)
+	os.Chmod(filepath.Join(e.base, "src"), 0o755)
+	os.Chmod(filepath.Join(e.base, "src", "hello.txt"), 0o644)
+	key := filepath.Join(home, "key")
+	os.WriteFile(key, mustRun(t, e.env, nil, "nix", "key", "generate-secret", "--key-name", "test-1"), 0o644)
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "NIX_USER_CONF_FILES=",
+		"NIX_STATE_DIR=" + filepath.Join(home, "state"), "NIX_LOG_DIR=" + filepath.Join(home, "log"),
+		"XDG_CACHE_HOME=" + filepath.Join(home, "cache"), "NIX_CONF_DIR=" + filepath.Join(e.base, "client-etc")}
+	for _, kv := range e.env {
+		if strings.HasPrefix(kv, "NIX_STORE_DIR=") || strings.HasPrefix(kv, "NIX_REMOTE=") {
+			env = append(env, kv)
+		}
+	}
+	as := func(args ...string) result {
+		return runCmd(t, env, nil, runuser, append([]string{"-u", "nobody", "--"}, args...)...)
+	}
+	if r := as("id", "-un"); strings.TrimSpace(string(r.stdout)) != "nobody" {
+		t.Fatalf("runuser: %s%s", r.stdout, r.stderr)
+	}
+	added := as("nix-store", "--add", filepath.Join(e.base, "src", "hello.txt"))
+	if want := e.refRun(t, "nix-store", "--add", filepath.Join(e.base, "src", "hello.txt")); added.code != 0 || strings.TrimSpace(string(added.stdout)) != want {
+		t.Errorf("nobody's nix-store --add: exit %d %s%s, want %s", added.code, added.stdout, added.stderr, want)
+	}
+	if r := as("nix-store", "-q", "--hash", bb); r.code != 0 || strings.TrimSpace(string(r.stdout)) != e.refRun(t, "nix-store", "-q", "--hash", bb) {
+		t.Errorf("nobody's query: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	built := as("nix-build", fod, "--argstr", "bb", bb, "--no-out-link")
+	if want := e.refRun(t, "nix-build", fod, "--argstr", "bb", bb, "--no-out-link"); built.code != 0 || strings.TrimSpace(string(built.stdout)) != want {
+		t.Errorf("nobody's nix-build of a fixed-output derivation: exit %d %s%s, want %s", built.code, built.stdout, built.stderr, want)
+	}
+	for _, args := range [][]string{
+		{"nix-store", "--verify", "--repair"},
+		{"nix", "store", "sign", "--key-file", key, bb},
+	} {
+		if r := as(args...); r.code == 0 || !strings.Contains(string(r.stderr), "not a trusted user") {
+			t.Errorf("nobody's %s: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
