@@ -255,9 +255,9 @@ func TestDaemonDifferential(t *testing.T) {
 	steps = append(steps, emptyMulti)
 	fatal := map[string][]step{
 		"truncated NAR": {cutNar},
-		"unknown op": {{"op 99", func(w *wire.Writer) { w.U64(99) }, nil}},
-		"bad path":   {{"IsValidPath bad", func(w *wire.Writer) { w.U64(1); w.String("/not/a/store/path") }, nil}},
-		"wrong hash": {wrongHash},
+		"unknown op":    {{"op 99", func(w *wire.Writer) { w.U64(99) }, nil}},
+		"bad path":      {{"IsValidPath bad", func(w *wire.Writer) { w.U64(1); w.String("/not/a/store/path") }, nil}},
+		"wrong hash":    {wrongHash},
 	}
 
 	real := func(steps []step) []string {
@@ -317,4 +317,3 @@ func narOfText(s string) []byte {
 	}
 	return b
 }
-
