@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -543,4 +544,33 @@ func le(n uint64) []byte {
 		b[i] = byte(n >> (8 * i))
 	}
 	return b[:]
+}
+
+func TestAddBuildLog(t *testing.T) {
+	srv := testServer(t)
+	srv.NixLogDir = t.TempDir()
+	drv := somePath("x.drv")
+	for _, trusted := range []bool{false, true} {
+		c := dial(t, srv, trusted)
+		c.handshake()
+		c.w.U64(45)
+		c.w.String(drv.Base())
+		c.framed([]byte("line 1\nline 2\n"), 5)
+		c.flush()
+		msg, ok := c.stderr()
+		if !trusted {
+			if ok || !strings.Contains(msg, "not a trusted user") {
+				t.Fatalf("untrusted AddBuildLog: %q", msg)
+			}
+			continue
+		}
+		if !ok {
+			t.Fatalf("AddBuildLog: %s", msg)
+		}
+		c.u64()
+	}
+	data, err := os.ReadFile(nixLogPath(srv.NixLogDir, drv))
+	if err != nil || string(data) != "line 1\nline 2\n" {
+		t.Fatalf("the log where nix log reads it: %q, %v", data, err)
+	}
 }

@@ -44,7 +44,7 @@ func init() {
 		34: opOptimiseStore, 35: opVerifyStore, 36: opBuildDerivation, 37: opAddSignatures,
 		38: opNarFromPath, 39: opAddToStoreNar, 40: opQueryMissing, 41: opQueryDerivationOutputMap,
 		42: opRegisterDrvOutput, 43: opQueryRealisation, 44: opAddMultipleToStore,
-		46: opBuildPathsWithResults,
+		45: opAddBuildLog, 46: opBuildPathsWithResults,
 	} {
 		if _, ok := opNames[op]; !ok {
 			panic(fmt.Sprintf("daemon: op %d has no name", op))

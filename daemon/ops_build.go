@@ -91,6 +91,9 @@ func (c *Conn) realise(ctx context.Context, ts []target) []result {
 	defer func() {
 		c.sink.close(c.srv)
 		c.sink = nil
+		for drv := range m.willBuild {
+			c.srv.publishLog(drv)
+		}
 	}()
 	res := make([]result, len(ts))
 	var wg sync.WaitGroup

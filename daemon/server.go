@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/user"
@@ -34,6 +35,11 @@ type Server struct {
 	// nil refuses every such upload.
 	TrustedPublicKeys []string
 	Logf              func(format string, args ...any) // may be nil
+	// ReadLog writes the build log of a derivation, uncompressed; with
+	// NixLogDir it makes the logs of builds a client asked for readable by
+	// `nix log` with NIX_LOG_DIR=NixLogDir (nixlog.go). Either may be nil.
+	ReadLog   func(drv storepath.Path, w io.Writer) error
+	NixLogDir string
 
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]bool

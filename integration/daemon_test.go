@@ -162,6 +162,16 @@ func TestDaemonInstantiateAndBuild(t *testing.T) {
 	if r := e.refResult(t, "nix-store", "-r", drvs["fail"]); r.code == 0 {
 		t.Error("the real store built the failing derivation")
 	}
+
+	// nix log finds the logs of builds a client asked for, with its log
+	// dir pointed at the daemon's (docs/daemon.md).
+	logEnv := append(append([]string{}, e.env...), "NIX_LOG_DIR="+filepath.Join(e.state, "nix-log"))
+	for drv, want := range map[string]string{drvs["dep"]: "building dep\n", drvs["fail"]: "failing now\n", out: "building top\n"} {
+		r := runCmd(t, logEnv, nil, "nix", "log", drv)
+		if r.code != 0 || string(r.stdout) != want {
+			t.Errorf("nix log %s: exit %d, %q, want %q\n%s", drv, r.code, r.stdout, want, r.stderr)
+		}
+	}
 }
 
 func TestDaemonExportImportCopy(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"storefs/goals"
 	"storefs/realise"
 	"storefs/store"
+	"storefs/store/storepath"
 )
 
 // daemonFlags are the Nix daemon socket's settings, shared by daemon and
@@ -33,7 +35,9 @@ func (f *daemonFlags) socket(stateDir string) string {
 // builder's log lines go to it (realise.Builder.OnLogLine).
 func (f *daemonFlags) server(s *store.Store, subst substFlags, logger *log.Logger) *daemon.Server {
 	return &daemon.Server{Store: s, TrustedUsers: f.TrustedUsers, AllowedUsers: f.AllowedUsers,
-		TrustedSubstituters: subst.Substituters, TrustedPublicKeys: subst.TrustedPublicKeys, Logf: logger.Printf}
+		TrustedSubstituters: subst.Substituters, TrustedPublicKeys: subst.TrustedPublicKeys, Logf: logger.Printf,
+		ReadLog:   func(drv storepath.Path, w io.Writer) error { return realise.ReadLog(s, drv, w) },
+		NixLogDir: filepath.Join(s.State, "nix-log")}
 }
 
 // listen starts serving the Nix daemon protocol with srv; it stops when
