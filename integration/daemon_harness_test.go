@@ -26,7 +26,53 @@ type daemonEnv struct {
 	url      string   // the daemon's store URL, for --store, --to, --from
 	env      []string // a Nix client's environment, pointed at the daemon
 	ref      *refNix
+	args     []string // the daemon's own flags
 	cmd      *exec.Cmd
+	logf     *os.File
+}
+
+// start runs storefs daemon and waits until it listens.
+func (e *daemonEnv) start(t *testing.T) {
+	t.Helper()
+	args := append([]string{"--store-dir", e.storeDir, "--state-dir", e.state, "daemon", "--daemon-socket", e.sock}, e.args...)
+	e.cmd = exec.Command(storefsBin, args...)
+	logf, err := os.OpenFile(filepath.Join(e.base, "daemon.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.logf = logf
+	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("unix", e.sock); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("storefs daemon did not listen on %s", e.sock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the daemon (SIGTERM) and waits for it.
+func (e *daemonEnv) stop() {
+	if e.cmd != nil {
+		e.cmd.Process.Signal(syscall.SIGTERM)
+		e.cmd.Wait()
+		e.logf.Close()
+		e.cmd = nil
+	}
+}
+
+// kill ends the daemon with SIGKILL, as a crash would.
+func (e *daemonEnv) kill() {
+	e.cmd.Process.Kill()
+	e.cmd.Wait()
+	e.logf.Close()
+	e.cmd = nil
 }
 
 // refNix is the real Nix store of a daemonEnv.
@@ -64,37 +110,17 @@ func newDaemonEnv(t *testing.T, daemonArgs ...string) *daemonEnv {
 	e.ref = &refNix{root: root, url: "local?root=" + root}
 	e.ref.env = append(append([]string{}, common...), "NIX_REMOTE="+e.ref.url, "NIX_CONF_DIR="+filepath.Join(root, "etc"), "HOME="+root)
 
-	args := append([]string{"--store-dir", e.storeDir, "--state-dir", e.state, "daemon", "--daemon-socket", e.sock}, daemonArgs...)
-	e.cmd = exec.Command(storefsBin, args...)
-	logf, err := os.Create(filepath.Join(base, "daemon.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.cmd.Stdout, e.cmd.Stderr = logf, logf
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	e.args = daemonArgs
+	e.start(t)
 	t.Cleanup(func() {
-		e.cmd.Process.Signal(syscall.SIGTERM)
-		e.cmd.Wait()
-		logf.Close()
+		e.stop()
 		if t.Failed() {
-			data, _ := os.ReadFile(logf.Name())
+			data, _ := os.ReadFile(filepath.Join(base, "daemon.log"))
 			t.Logf("daemon log:\n%s", data)
 		}
 		// Whatever the test did, the store is sound afterwards.
 		storefs(t, nil, "--store-dir", e.storeDir, "--state-dir", e.state, "verify", "--check-contents")
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("unix", e.sock); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("storefs daemon did not listen on %s", e.sock)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	return e
 }
 
