@@ -87,12 +87,19 @@ func (r *Reader) fail(err error) error {
 		case errors.As(err, &we):
 			// The field's own offset, said once.
 			off = we.Offset + r.off
-			err = fmt.Errorf("%s: %w", we.Message(), we.Err)
+			err = fieldError{we}
 		}
 		r.err = &Error{Index: r.index, Offset: off, Err: err}
 	}
 	return r.err
 }
+
+// fieldError is a field's error without its offset, which the stream's
+// Error says.
+type fieldError struct{ e *wire.Error }
+
+func (f fieldError) Error() string { return f.e.Message() }
+func (f fieldError) Unwrap() error { return f.e }
 
 // Fail records err, found while reading the current path (restoring its
 // NAR, say), as the stream's error, with the path's position in the stream.

@@ -155,7 +155,13 @@ func (r *Reader) fill(field string, start int64, b []byte) error {
 }
 
 // errEnd is ErrTruncated at a field's first byte; it is also io.EOF.
-var errEnd = errors.Join(ErrTruncated, io.EOF)
+var errEnd error = endError{}
+
+type endError struct{}
+
+func (endError) Error() string { return ErrTruncated.Error() }
+
+func (endError) Is(target error) bool { return target == ErrTruncated || target == io.EOF }
 
 // U64 reads a 64-bit number.
 func (r *Reader) U64(field string) (uint64, error) {

@@ -189,3 +189,17 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// The end of the stream before a field's first byte is a clean end (io.EOF)
+// and still a truncation, in one line.
+func TestCleanEnd(t *testing.T) {
+	r := NewReader(bytes.NewReader(nil))
+	_, err := r.U64("operation")
+	if !errors.Is(err, io.EOF) || !errors.Is(err, ErrTruncated) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("end before a field: %q", err)
+	}
+	r = NewReader(bytes.NewReader([]byte{1}))
+	if _, err := r.U64("operation"); errors.Is(err, io.EOF) || !errors.Is(err, ErrTruncated) {
+		t.Fatalf("end inside a field: %q", err)
+	}
+}
