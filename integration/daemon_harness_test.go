@@ -32,7 +32,7 @@ type daemonEnv struct {
 }
 
 // start runs storefs daemon and waits until it listens.
-func (e *daemonEnv) start(t *testing.T) {
+func (e *daemonEnv) start(t testing.TB) {
 	t.Helper()
 	args := append([]string{"--store-dir", e.storeDir, "--state-dir", e.state, "daemon", "--daemon-socket", e.sock}, e.args...)
 	e.cmd = exec.Command(storefsBin, args...)
@@ -81,7 +81,7 @@ type refNix struct {
 	env       []string
 }
 
-func newDaemonEnv(t *testing.T, daemonArgs ...string) *daemonEnv {
+func newDaemonEnv(t testing.TB, daemonArgs ...string) *daemonEnv {
 	t.Helper()
 	needTool(t, "nix-store")
 	base, err := os.MkdirTemp("/var/tmp", "sfd-")
