@@ -61,6 +61,7 @@ type Conn struct {
 	queued  []string // log lines from outside the work window
 	opts    ClientOptions
 
+	nc    net.Conn         // the socket, when Serve got one: its hang-up cancels builds
 	roots *store.TempRoots // this connection's temporary roots; nil until the first
 	sink  *logSink         // the build logs of the operation being served, if it builds
 	op    uint64           // the operation being served
@@ -79,6 +80,7 @@ func (f *fatal) Unwrap() error { return f.err }
 func (c *Conn) Serve(ctx context.Context, rw io.ReadWriter) (err error) {
 	c.r = wire.NewReader(rw)
 	c.w = wire.NewWriter(rw)
+	c.nc, _ = rw.(net.Conn)
 	c.dir = c.s.Dir
 	c.opts = defaultOptions()
 	defer func() {
@@ -156,6 +158,15 @@ func (c *Conn) handshake() error {
 }
 
 func minor(v uint64) uint64 { return v & 0xff }
+
+// working returns a context for the work of a long operation: it ends
+// when the client hangs up.
+func (c *Conn) watch(ctx context.Context) (context.Context, func()) {
+	if c.nc == nil {
+		return ctx, func() {}
+	}
+	return watchHangup(ctx, c.nc)
+}
 
 // serveOp serves one operation. A nil error means the connection goes on.
 func (c *Conn) serveOp(ctx context.Context, op uint64) error {

@@ -82,6 +82,13 @@ type result struct {
 // realise makes every target valid, all at once; it returns each one's
 // result in request order.
 func (c *Conn) realise(ctx context.Context, ts []target) []result {
+	ctx, stop := c.watch(ctx)
+	defer stop()
+	// Without keep-going, the first failure stops the other targets, as
+	// in Nix (the engine stops what no one else wants).
+	keepGoing := c.Options().KeepGoing
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	// The derivations this will build, for their logs.
 	m := &missing{c: c, willBuild: map[storepath.Path]bool{}, unknown: map[storepath.Path]bool{}, seen: map[string]bool{}}
 	for _, t := range ts {
@@ -102,6 +109,9 @@ func (c *Conn) realise(ctx context.Context, ts []target) []result {
 		go func() {
 			defer wg.Done()
 			res[i] = c.realiseOne(ctx, t)
+			if res[i].err != nil && !keepGoing {
+				cancel()
+			}
 		}()
 	}
 	wg.Wait()
@@ -334,7 +344,10 @@ func opEnsurePath(ctx context.Context, c *Conn) error {
 		return err
 	}
 	c.startWork()
-	if err := c.srv.Engine.Realise(ctx, p); err != nil {
+	wctx, stop := c.watch(ctx)
+	err = c.srv.Engine.Realise(wctx, p)
+	stop()
+	if err != nil {
 		return err
 	}
 	c.stopWork()
