@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -34,7 +36,7 @@ func (srv *Server) publishLog(drv storepath.Path) {
 		return
 	}
 	err := writeAtomic(dst, func(w io.Writer) error { return srv.ReadLog(drv, w) })
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) { // no log: the build never ran
 		srv.logf("daemon: publishing the build log of %s: %v", srv.Store.Print(drv), err)
 	}
 }

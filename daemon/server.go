@@ -35,7 +35,8 @@ type Server struct {
 	// nil refuses every such upload.
 	TrustedPublicKeys []string
 	Logf              func(format string, args ...any) // may be nil
-	// ReadLog writes the build log of a derivation, uncompressed; with
+	// ReadLog writes the build log of a derivation, uncompressed (an
+	// error wrapping fs.ErrNotExist when there is none); with
 	// NixLogDir it makes the logs of builds a client asked for readable by
 	// `nix log` with NIX_LOG_DIR=NixLogDir (nixlog.go). Either may be nil.
 	ReadLog   func(drv storepath.Path, w io.Writer) error

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"os"
 	"path/filepath"
 
 	"storefs/daemon"
@@ -36,7 +37,12 @@ func (f *daemonFlags) socket(stateDir string) string {
 func (f *daemonFlags) server(s *store.Store, subst substFlags, logger *log.Logger) *daemon.Server {
 	return &daemon.Server{Store: s, TrustedUsers: f.TrustedUsers, AllowedUsers: f.AllowedUsers,
 		TrustedSubstituters: subst.Substituters, TrustedPublicKeys: subst.TrustedPublicKeys, Logf: logger.Printf,
-		ReadLog:   func(drv storepath.Path, w io.Writer) error { return realise.ReadLog(s, drv, w) },
+		ReadLog: func(drv storepath.Path, w io.Writer) error {
+			if _, err := os.Stat(realise.LogPath(s, drv)); err != nil {
+				return err // no log: the build never ran
+			}
+			return realise.ReadLog(s, drv, w)
+		},
 		NixLogDir: filepath.Join(s.State, "nix-log")}
 }
 
