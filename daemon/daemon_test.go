@@ -2,17 +2,13 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"storefs/store/derivation"
 	"storefs/store/nixbase32"
 	"storefs/store/nixhash"
 	"storefs/store/storepath"
@@ -498,178 +494,10 @@ func TestConcurrentConnections(t *testing.T) {
 	}
 }
 
-// FuzzOps drives the operation decoder with any bytes after a handshake:
-// no panic, and the connection ends.
-func FuzzOps(f *testing.F) {
-	var hs bytes.Buffer
-	for _, v := range []uint64{workerMagic1, protocolVersion, 0, 0} {
-		var b [8]byte
-		for i := range b {
-			b[i] = byte(v >> (8 * i))
-		}
-		hs.Write(b[:])
-	}
-	seed := func(op uint64, rest ...[]byte) []byte {
-		b := append([]byte{}, le(op)...)
-		for _, r := range rest {
-			b = append(b, r...)
-		}
-		return b
-	}
-	str := func(s string) []byte {
-		return append(append(le(uint64(len(s))), s...), make([]byte, (8-len(s)%8)%8)...)
-	}
-	p := "/store/" + somePath("x").Base()
-	f.Add(seed(1, str(p)))
-	f.Add(seed(7, str("n"), str("text:sha256"), le(0), le(0), le(3), []byte("abc"), le(0)))
-	f.Add(seed(39, str(p), str(""), str("00"), le(0), le(0), le(8), le(0), le(0), str(""), le(0), le(1), le(0)))
-	f.Add(seed(44, le(0), le(1), le(8), le(0), le(0)))
-	f.Add(seed(19, le(0), le(0), le(0), le(0), le(0), le(0), le(0), le(0), le(0), le(0), le(0), le(0), le(1), str("a"), str("b")))
-	f.Add(seed(9, le(1), str(p+"!out"), le(0)))
-	f.Add(seed(20, le(1), le(0), le(0), le(0), le(0), le(0), le(0)))
-	srv := testServer(f)
-	f.Fuzz(func(t *testing.T, in []byte) {
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{io.MultiReader(bytes.NewReader(hs.Bytes()), bytes.NewReader(in)), io.Discard}
-		err := srv.NewConn(Peer{Trusted: true}).Serve(t.Context(), rw)
-		if err != nil && strings.Contains(err.Error(), "panic") {
-			t.Fatal(err)
-		}
-	})
-}
-
 func le(n uint64) []byte {
 	var b [8]byte
 	for i := range b {
 		b[i] = byte(n >> (8 * i))
 	}
 	return b[:]
-}
-
-func TestAddBuildLog(t *testing.T) {
-	srv := testServer(t)
-	srv.NixLogDir = t.TempDir()
-	drv := somePath("x.drv")
-	for _, trusted := range []bool{false, true} {
-		c := dial(t, srv, trusted)
-		c.handshake()
-		c.w.U64(45)
-		c.w.String(drv.Base())
-		c.framed([]byte("line 1\nline 2\n"), 5)
-		c.flush()
-		msg, ok := c.stderr()
-		if !trusted {
-			if ok || !strings.Contains(msg, "not a trusted user") {
-				t.Fatalf("untrusted AddBuildLog: %q", msg)
-			}
-			continue
-		}
-		if !ok {
-			t.Fatalf("AddBuildLog: %s", msg)
-		}
-		c.u64()
-	}
-	data, err := os.ReadFile(nixLogPath(srv.NixLogDir, drv))
-	if err != nil || string(data) != "line 1\nline 2\n" {
-		t.Fatalf("the log where nix log reads it: %q, %v", data, err)
-	}
-}
-
-// blockingEngine builds until its context ends.
-type blockingEngine struct {
-	started, cancelled chan struct{}
-	fail               error
-}
-
-func (e *blockingEngine) BuildDerivation(ctx context.Context, drv storepath.Path, wanted ...string) (map[string]storepath.Path, error) {
-	if e.fail != nil && strings.HasSuffix(drv.Name(), "fails.drv") {
-		return nil, e.fail
-	}
-	e.started <- struct{}{}
-	<-ctx.Done()
-	e.cancelled <- struct{}{}
-	return nil, ctx.Err()
-}
-
-func (e *blockingEngine) Realise(ctx context.Context, p storepath.Path) error { return nil }
-
-func addDrv(t *testing.T, srv *Server, name string) storepath.Path {
-	t.Helper()
-	d := &derivation.Derivation{Outputs: map[string]derivation.Output{"out": {}}, InputDrvs: map[storepath.Path][]string{},
-		System: "x86_64-linux", Builder: "/bin/sh", Env: map[string]string{"name": name, "out": "", "builder": "/bin/sh", "system": "x86_64-linux"}}
-	info, err := srv.Store.AddDerivation(context.Background(), d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.Path
-}
-
-func (c *client) buildPaths(paths ...string) {
-	c.w.U64(9)
-	c.w.Strings(paths)
-	c.w.U64(0)
-	c.flush()
-}
-
-// A client that hangs up while its build runs stops wanting it.
-func TestHangupCancelsBuild(t *testing.T) {
-	srv := testServer(t)
-	eng := &blockingEngine{started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1)}
-	srv.Engine = eng
-	drv := addDrv(t, srv, "slow")
-	c := dial(t, srv, true)
-	c.handshake()
-	c.buildPaths("/store/" + drv.Base() + "!out")
-	<-eng.started
-	c.nc.Close()
-	select {
-	case <-eng.cancelled:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the build went on after its client hung up")
-	}
-	c.closed()
-}
-
-// Without keep-going, one failed target stops the others; with it, they
-// go on.
-func TestKeepGoing(t *testing.T) {
-	for _, keepGoing := range []bool{false, true} {
-		srv := testServer(t)
-		eng := &blockingEngine{started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1), fail: fmt.Errorf("it fails")}
-		srv.Engine = eng
-		slow, fails := addDrv(t, srv, "slow"), addDrv(t, srv, "fails")
-		c := dial(t, srv, true)
-		c.handshake()
-		c.w.U64(opSetOpts)
-		kg := uint64(0)
-		if keepGoing {
-			kg = 1
-		}
-		for _, v := range []uint64{0, kg, 0, 0, 1, 0, 1, 7, 0, 0, 0, 1, 0} {
-			c.w.U64(v)
-		}
-		c.flush()
-		c.ok()
-		c.buildPaths("/store/"+slow.Base()+"!out", "/store/"+fails.Base()+"!out")
-		<-eng.started
-		select {
-		case <-eng.cancelled:
-			if keepGoing {
-				t.Fatal("with keep-going, a failure stopped another target")
-			}
-			if msg, ok := c.stderr(); ok || !strings.Contains(msg, "it fails") {
-				t.Fatalf("BuildPaths: %q", msg)
-			}
-		case <-time.After(time.Second):
-			if !keepGoing {
-				t.Fatal("without keep-going, a failure did not stop the other target")
-			}
-			c.nc.Close()
-			<-eng.cancelled
-		}
-		c.nc.Close()
-		c.closed()
-	}
 }

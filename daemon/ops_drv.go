@@ -86,12 +86,13 @@ func (c *Conn) readBasicDerivation() (*derivation.Derivation, error) {
 }
 
 func opBuildDerivation(ctx context.Context, c *Conn) error {
+	start := c.r.Offset()
 	drvPath, err := c.r.Path("drvPath", c.dir)
 	if err != nil {
 		return err
 	}
 	if !drvPath.IsDerivation() {
-		return c.r.Errorf("drvPath", 0, "%s is not a .drv", c.dir.Print(drvPath))
+		return c.r.Errorf("drvPath", start, "%s is not a .drv", c.dir.Print(drvPath))
 	}
 	d, err := c.readBasicDerivation()
 	if err != nil {

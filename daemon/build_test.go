@@ -1,0 +1,139 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"storefs/store/derivation"
+	"storefs/store/storepath"
+)
+
+func TestAddBuildLog(t *testing.T) {
+	srv := testServer(t)
+	srv.NixLogDir = t.TempDir()
+	drv := somePath("x.drv")
+	for _, trusted := range []bool{false, true} {
+		c := dial(t, srv, trusted)
+		c.handshake()
+		c.w.U64(45)
+		c.w.String(drv.Base())
+		c.framed([]byte("line 1\nline 2\n"), 5)
+		c.flush()
+		msg, ok := c.stderr()
+		if !trusted {
+			if ok || !strings.Contains(msg, "not a trusted user") {
+				t.Fatalf("untrusted AddBuildLog: %q", msg)
+			}
+			continue
+		}
+		if !ok {
+			t.Fatalf("AddBuildLog: %s", msg)
+		}
+		c.u64()
+	}
+	data, err := os.ReadFile(nixLogPath(srv.NixLogDir, drv))
+	if err != nil || string(data) != "line 1\nline 2\n" {
+		t.Fatalf("the log where nix log reads it: %q, %v", data, err)
+	}
+}
+
+// blockingEngine builds until its context ends.
+type blockingEngine struct {
+	started, cancelled chan struct{}
+	fail               error
+}
+
+func (e *blockingEngine) BuildDerivation(ctx context.Context, drv storepath.Path, wanted ...string) (map[string]storepath.Path, error) {
+	if e.fail != nil && strings.HasSuffix(drv.Name(), "fails.drv") {
+		return nil, e.fail
+	}
+	e.started <- struct{}{}
+	<-ctx.Done()
+	e.cancelled <- struct{}{}
+	return nil, ctx.Err()
+}
+
+func (e *blockingEngine) Realise(ctx context.Context, p storepath.Path) error { return nil }
+
+func addDrv(t *testing.T, srv *Server, name string) storepath.Path {
+	t.Helper()
+	d := &derivation.Derivation{Outputs: map[string]derivation.Output{"out": {}}, InputDrvs: map[storepath.Path][]string{},
+		System: "x86_64-linux", Builder: "/bin/sh", Env: map[string]string{"name": name, "out": "", "builder": "/bin/sh", "system": "x86_64-linux"}}
+	info, err := srv.Store.AddDerivation(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Path
+}
+
+func (c *client) buildPaths(paths ...string) {
+	c.w.U64(9)
+	c.w.Strings(paths)
+	c.w.U64(0)
+	c.flush()
+}
+
+// A client that hangs up while its build runs stops wanting it.
+func TestHangupCancelsBuild(t *testing.T) {
+	srv := testServer(t)
+	eng := &blockingEngine{started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1)}
+	srv.Engine = eng
+	drv := addDrv(t, srv, "slow")
+	c := dial(t, srv, true)
+	c.handshake()
+	c.buildPaths("/store/" + drv.Base() + "!out")
+	<-eng.started
+	c.nc.Close()
+	select {
+	case <-eng.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the build went on after its client hung up")
+	}
+	c.closed()
+}
+
+// Without keep-going, one failed target stops the others; with it, they
+// go on.
+func TestKeepGoing(t *testing.T) {
+	for _, keepGoing := range []bool{false, true} {
+		srv := testServer(t)
+		eng := &blockingEngine{started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1), fail: fmt.Errorf("it fails")}
+		srv.Engine = eng
+		slow, fails := addDrv(t, srv, "slow"), addDrv(t, srv, "fails")
+		c := dial(t, srv, true)
+		c.handshake()
+		c.w.U64(opSetOpts)
+		kg := uint64(0)
+		if keepGoing {
+			kg = 1
+		}
+		for _, v := range []uint64{0, kg, 0, 0, 1, 0, 1, 7, 0, 0, 0, 1, 0} {
+			c.w.U64(v)
+		}
+		c.flush()
+		c.ok()
+		c.buildPaths("/store/"+slow.Base()+"!out", "/store/"+fails.Base()+"!out")
+		<-eng.started
+		select {
+		case <-eng.cancelled:
+			if keepGoing {
+				t.Fatal("with keep-going, a failure stopped another target")
+			}
+			if msg, ok := c.stderr(); ok || !strings.Contains(msg, "it fails") {
+				t.Fatalf("BuildPaths: %q", msg)
+			}
+		case <-time.After(time.Second):
+			if !keepGoing {
+				t.Fatal("without keep-going, a failure did not stop the other target")
+			}
+			c.nc.Close()
+			<-eng.cancelled
+		}
+		c.nc.Close()
+		c.closed()
+	}
+}
