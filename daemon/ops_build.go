@@ -77,6 +77,7 @@ type result struct {
 	start   time.Time
 	stop    time.Time
 	outputs map[string]storepath.Path // the wanted outputs, when built
+	built   bool                      // a builder ran (and maybe failed)
 }
 
 // realise makes every target valid, all at once; it returns each one's
@@ -163,6 +164,7 @@ func (c *Conn) realiseOne(ctx context.Context, t target) result {
 		r.status = statusBuilt
 		c.sink.start(t.path)
 		_, r.err = c.srv.Engine.BuildDerivation(ctx, t.path, t.outputs...)
+		r.built = true // unless fail says the builder never ran
 	}
 	r.outputs = map[string]storepath.Path{}
 	for _, id := range wanted {
@@ -184,8 +186,10 @@ func (r *result) fail() {
 	switch {
 	case errors.As(r.err, &de):
 		r.status = statusDependencyFailed
+		r.built = false
 	case errors.As(r.err, &be) && be.Cached:
 		r.status = statusCachedFailure
+		r.built = false
 	case errors.As(r.err, &be) && be.Status == goals.StatusTimedOut:
 		r.status = statusTimedOut
 	case errors.As(r.err, &be) && be.Status == goals.StatusOutputRejected:
@@ -194,6 +198,7 @@ func (r *result) fail() {
 		r.status = statusPermanentFailure
 	default:
 		r.status = statusMiscFailure
+		r.built = false
 	}
 }
 
@@ -278,11 +283,7 @@ func (c *Conn) writeResult(r result) {
 		msg = errorText(r.err)
 	}
 	c.w.String(msg)
-	built := uint64(0)
-	if r.status == statusBuilt {
-		built = 1
-	}
-	c.w.U64(built)
+	c.w.Bool(r.built) // times built: once, when a builder ran
 	c.w.Bool(false)
 	c.w.U64(uint64(r.start.Unix()))
 	c.w.U64(uint64(r.stop.Unix()))
