@@ -20,7 +20,7 @@ import (
 // and to storefs daemon: the same status and the same built outputs.
 func TestDaemonBuildDerivation(t *testing.T) {
 	e := newDaemonEnv(t)
-	_, drvs := instantiated(t, e, "dep", "fail")
+	_, drvs := instantiated(t, e, "dep", "fail", "top")
 	dir := storepath.Dir(e.storeDir)
 	send := func(w *wire.Writer, drvPath string) {
 		data, err := os.ReadFile(e.realPath(drvPath))
@@ -78,10 +78,42 @@ func TestDaemonBuildDerivation(t *testing.T) {
 		}
 		return fmt.Sprintf("status %d%s, built %d times, outputs %v", status, failed, built, outs)
 	}
+	strs := func(r *wire.Reader) string { s, _ := r.Strings("s", 1<<16, 1<<16); return strings.Join(s, " ") }
+	bpwr := func(r *wire.Reader) string {
+		n, _ := r.U64("results")
+		var out []string
+		for ; n > 0; n-- {
+			p, _ := r.String("path", 1<<16)
+			out = append(out, p+": "+result(r))
+		}
+		sort.Strings(out) // in goal order, not request order
+		return strings.Join(out, "; ")
+	}
 	steps := []step{
+		{"QueryMissing top", func(w *wire.Writer) { w.U64(40); w.Strings([]string{drvs["top"] + "!out"}) }, func(r *wire.Reader) string {
+			out := "willBuild " + strs(r) + " willSubstitute " + strs(r) + " unknown " + strs(r)
+			dl, _ := r.U64("downloadSize")
+			ns, _ := r.U64("narSize")
+			return out + fmt.Sprintf(" sizes %d %d", dl, ns)
+		}},
+		{"QueryDerivationOutputMap dep", func(w *wire.Writer) { w.U64(41); w.String(drvs["dep"]) }, func(r *wire.Reader) string {
+			n, _ := r.U64("n")
+			var out []string
+			for ; n > 0; n-- {
+				id, _ := r.String("id", 1<<16)
+				p, _ := r.String("path", 1<<16)
+				out = append(out, id+"="+p)
+			}
+			return strings.Join(out, " ")
+		}},
 		{"BuildDerivation dep", func(w *wire.Writer) { send(w, drvs["dep"]) }, result},
 		{"BuildDerivation dep again", func(w *wire.Writer) { send(w, drvs["dep"]) }, result},
 		{"BuildDerivation fail", func(w *wire.Writer) { send(w, drvs["fail"]) }, result},
+		{"BuildPathsWithResults", func(w *wire.Writer) {
+			w.U64(46)
+			w.Strings([]string{drvs["top"] + "!out", drvs["dep"] + "!*"})
+			w.U64(0)
+		}, bpwr},
 	}
 	missingProbe = e.storeDir + "/00000000000000000000000000000000-probe"
 
@@ -108,6 +140,7 @@ func TestDaemonBuildDerivation(t *testing.T) {
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(60 * time.Second))
 	got := transcript(t, nc, steps)
+	t.Logf("nix-daemon:\n%s", strings.Join(want, "\n"))
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("BuildDerivation:\nstorefs daemon:\n%s\nnix-daemon:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
