@@ -137,3 +137,91 @@ func TestKeepGoing(t *testing.T) {
 		c.closed()
 	}
 }
+
+// loggingEngine prints lines as a builder would while it builds.
+type loggingEngine struct {
+	srv   *Server
+	lines int
+	took  chan time.Duration
+}
+
+func (e *loggingEngine) BuildDerivation(ctx context.Context, drv storepath.Path, wanted ...string) (map[string]storepath.Path, error) {
+	start := time.Now()
+	for i := 0; i < e.lines; i++ {
+		e.srv.LogLine(drv, fmt.Sprintf("line %d", i))
+	}
+	e.took <- time.Since(start)
+	return nil, nil
+}
+
+func (e *loggingEngine) Realise(ctx context.Context, p storepath.Path) error { return nil }
+
+// A build's lines reach the client inside its build activity, in order.
+func TestBuildLogLines(t *testing.T) {
+	srv := testServer(t)
+	eng := &loggingEngine{srv: srv, lines: 3, took: make(chan time.Duration, 1)}
+	srv.Engine = eng
+	drv := addDrv(t, srv, "logs")
+	c := dial(t, srv, true)
+	c.handshake()
+	c.buildPaths("/store/" + drv.Base() + "!out")
+	var got []string
+	var act uint64
+	for done := false; !done; {
+		switch tag := c.u64(); tag {
+		case stderrStartActivity:
+			act = c.u64()
+			c.u64()
+			if typ := c.u64(); typ != actBuild {
+				t.Fatalf("activity type %d", typ)
+			}
+			if text := c.str(); !strings.Contains(text, drv.Base()) {
+				t.Fatalf("activity text %q", text)
+			}
+			c.fields()
+			c.u64()
+		case stderrResult:
+			if id := c.u64(); id != act {
+				t.Fatalf("result of activity %d, want %d", id, act)
+			}
+			if typ := c.u64(); typ != resBuildLog {
+				t.Fatalf("result type %d", typ)
+			}
+			c.u64() // one field
+			c.u64() // a string
+			got = append(got, c.str())
+		case stderrStopActivity:
+			if id := c.u64(); id != act {
+				t.Fatalf("stop of activity %d", id)
+			}
+			got = append(got, "stop")
+		case stderrLast:
+			done = true
+		default:
+			t.Fatalf("tag %#x", tag)
+		}
+	}
+	if strings.Join(got, ",") != "line 0,line 1,line 2,stop" {
+		t.Fatalf("log stream: %v", got)
+	}
+	c.u64()
+}
+
+// A client that does not read never holds up the builder's output.
+func TestBuildLogSlowClient(t *testing.T) {
+	srv := testServer(t)
+	eng := &loggingEngine{srv: srv, lines: 200000, took: make(chan time.Duration, 1)}
+	srv.Engine = eng
+	drv := addDrv(t, srv, "noisy")
+	c := dial(t, srv, true)
+	c.handshake()
+	c.buildPaths("/store/" + drv.Base() + "!out") // and never read
+	select {
+	case d := <-eng.took:
+		t.Logf("200000 lines to a client that does not read: %v", d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the builder's output waited for a client that does not read")
+	}
+	c.nc.Close()
+	c.closed()
+}

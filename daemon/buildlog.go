@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"fmt"
-	"sync"
+	"sync/atomic"
 
 	"storefs/store/storepath"
 )
@@ -11,32 +11,54 @@ import (
 // Server.LogLine (cmd/storefs wires realise.Builder.OnLogLine to it), which
 // hands each to the connections whose requests are building that
 // derivation, as a buildLogLine result of a build activity.
+//
+// A builder's output must never wait for a client: a client that stops
+// reading would stall a build others wait for too. So each operation's
+// sink has a queue and a goroutine of its own that writes to the client;
+// LogLine only queues, and drops a line when the queue is full.
+
+// sinkQueue is how many log events a slow client may fall behind by.
+const sinkQueue = 4096
+
+type logEvent struct {
+	drv   storepath.Path
+	line  string
+	start bool // open drv's activity, no line
+}
 
 // logSink is one operation's subscription to the logs of the derivations
 // it builds.
 type logSink struct {
-	c    *Conn
-	mu   sync.Mutex // guards acts
-	acts map[storepath.Path]uint64
+	c       *Conn
+	ch      chan logEvent
+	done    chan struct{}
+	acts    map[storepath.Path]uint64 // owned by the sink's goroutine until done
+	dropped atomic.Int64              // lines the queue had no room for
 }
 
 // LogLine passes a line that the builder of drv printed to the clients
-// waiting for drv. It never blocks on the store or the engine.
+// waiting for drv. It never blocks on a client.
 func (srv *Server) LogLine(drv storepath.Path, line string) {
 	srv.logMu.Lock()
-	sinks := make([]*logSink, 0, len(srv.logSubs[drv]))
+	defer srv.logMu.Unlock()
 	for s := range srv.logSubs[drv] {
-		sinks = append(sinks, s)
+		s.send(logEvent{drv: drv, line: line})
 	}
-	srv.logMu.Unlock()
-	for _, s := range sinks {
-		s.line(drv, line)
+}
+
+// send queues an event, or drops it if the client is that far behind.
+func (s *logSink) send(e logEvent) {
+	select {
+	case s.ch <- e:
+	default:
+		s.dropped.Add(1)
 	}
 }
 
 // subscribe starts a sink for the derivations drvs.
 func (srv *Server) subscribe(c *Conn, drvs []storepath.Path) *logSink {
-	s := &logSink{c: c, acts: map[storepath.Path]uint64{}}
+	s := &logSink{c: c, ch: make(chan logEvent, sinkQueue), done: make(chan struct{}), acts: map[storepath.Path]uint64{}}
+	go s.run()
 	srv.logMu.Lock()
 	defer srv.logMu.Unlock()
 	if srv.logSubs == nil {
@@ -51,7 +73,32 @@ func (srv *Server) subscribe(c *Conn, drvs []storepath.Path) *logSink {
 	return s
 }
 
-// close ends the sink's subscriptions and its activities.
+func (s *logSink) run() {
+	defer close(s.done)
+	for e := range s.ch {
+		id := s.activity(e.drv)
+		if !e.start {
+			s.c.Result(id, resBuildLog, S(e.line))
+		}
+	}
+}
+
+// activity is drv's build activity, opened on first use.
+func (s *logSink) activity(drv storepath.Path) uint64 {
+	if id, ok := s.acts[drv]; ok {
+		return id
+	}
+	name := s.c.dir.Print(drv)
+	id := s.c.StartActivity(verbosityInfo, actBuild, fmt.Sprintf("building '%s'", name), 0, S(name), S(""), I(1), I(1))
+	s.acts[drv] = id
+	return id
+}
+
+// start opens the build activity of drv (queued, in order with its lines).
+func (s *logSink) start(drv storepath.Path) { s.send(logEvent{drv: drv, start: true}) }
+
+// close ends the sink's subscriptions, writes what is queued and ends its
+// activities. Called by the operation, before stopWork.
 func (s *logSink) close(srv *Server) {
 	srv.logMu.Lock()
 	for d, m := range srv.logSubs {
@@ -63,28 +110,12 @@ func (s *logSink) close(srv *Server) {
 		}
 	}
 	srv.logMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for d, id := range s.acts {
+	close(s.ch) // no sender is left: LogLine sends under logMu
+	<-s.done
+	if n := s.dropped.Load(); n > 0 {
+		s.c.Log(1, fmt.Sprintf("warning: %d build log lines were dropped: this client read them too slowly", n))
+	}
+	for _, id := range s.acts {
 		s.c.StopActivity(id)
-		delete(s.acts, d)
 	}
-}
-
-// start opens the build activity of drv, once.
-func (s *logSink) start(drv storepath.Path) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if id, ok := s.acts[drv]; ok {
-		return id
-	}
-	name := s.c.dir.Print(drv)
-	id := s.c.StartActivity(verbosityInfo, actBuild, fmt.Sprintf("building '%s'", name), 0, S(name), S(""), I(1), I(1))
-	s.acts[drv] = id
-	return id
-}
-
-func (s *logSink) line(drv storepath.Path, line string) {
-	id := s.start(drv)
-	s.c.Result(id, resBuildLog, S(line))
 }

@@ -40,7 +40,9 @@
 //
 // Conn.mu guards the writer and the work state, so that log messages from
 // a build's goroutines and the operation's own replies never interleave.
-// Build logs (buildlog.go) take Server.logMu, then a logSink's mu, then
-// Conn.mu, in that order; Server.mu guards only the set of connections. No
-// lock is held while waiting for the store or the engine.
+// Server.logMu guards the log subscriptions; a builder's line is only
+// queued under it (buildlog.go), and each operation's sink writes to its
+// client from a goroutine of its own, taking Conn.mu. Server.mu guards only
+// the set of connections. No lock is held while waiting for the store,
+// the engine or a client.
 package daemon
