@@ -3,13 +3,16 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"storefs/store/derivation"
 	"storefs/store/storepath"
+	"storefs/store/wire"
 )
 
 func TestAddBuildLog(t *testing.T) {
@@ -224,4 +227,43 @@ func TestBuildLogSlowClient(t *testing.T) {
 	}
 	c.nc.Close()
 	c.closed()
+}
+
+// Closing the listener stops the builds of the connections still open, and
+// Serve returns once they have ended.
+func TestServeStopCancelsBuilds(t *testing.T) {
+	srv := testServer(t)
+	eng := &blockingEngine{started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1)}
+	srv.Engine = eng
+	drv := addDrv(t, srv, "slow")
+	sock := filepath.Join(t.TempDir(), "s")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), l) }()
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := &client{t: t, nc: nc, r: wire.NewReader(nc), w: wire.NewWriter(nc)}
+	c.handshake()
+	c.buildPaths("/store/" + drv.Base() + "!out")
+	<-eng.started
+	l.Close()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	select {
+	case <-eng.cancelled:
+	default:
+		t.Fatal("Serve returned with a build still running")
+	}
 }

@@ -78,12 +78,17 @@ func Listen(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve accepts connections until l is closed or ctx ends, then closes the
-// connections still open and waits for their goroutines.
+// Serve accepts connections until l is closed or ctx ends, then cancels
+// the work of the connections still open (their builds stop unless others
+// want them), closes them and waits for their goroutines.
 func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
-	defer srv.closeAll()
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		srv.closeAll()
+	}()
 	for {
 		nc, err := l.Accept()
 		if err != nil {

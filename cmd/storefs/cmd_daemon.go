@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"path/filepath"
 
@@ -46,21 +45,23 @@ func (f *daemonFlags) server(s *store.Store, subst substFlags, logger *log.Logge
 		NixLogDir: filepath.Join(s.State, "nix-log")}
 }
 
-// listen starts serving the Nix daemon protocol with srv; it stops when
-// ctx ends or the listener is closed.
-func (f *daemonFlags) listen(ctx context.Context, srv *daemon.Server, logger *log.Logger) (net.Listener, error) {
+// listen starts serving the Nix daemon protocol with srv until ctx ends
+// or stop is called; stop waits for the connections to end.
+func (f *daemonFlags) listen(ctx context.Context, srv *daemon.Server, logger *log.Logger) (stop func(), err error) {
 	path := f.socket(srv.Store.State)
 	l, err := daemon.Listen(path)
 	if err != nil {
 		return nil, err
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		if err := srv.Serve(ctx, l); err != nil {
 			logger.Printf("%v", err)
 		}
 	}()
 	logger.Printf("Nix daemon protocol on %s", path)
-	return l, nil
+	return func() { l.Close(); <-done; os.Remove(path) }, nil
 }
 
 // daemonCmd serves the Nix daemon protocol without mounting.
@@ -98,11 +99,11 @@ func runDaemon(ctx context.Context, g *Globals, io stdio, c *daemonCmd) error {
 	w := goals.New(s, &realise.Builder{Store: s, OnLogLine: nixd.LogLine}, gs, c.options(status))
 	defer w.Wait()
 	nixd.Engine = w
-	l, err := c.listen(ctx, nixd, logger)
+	stop, err := c.listen(ctx, nixd, logger)
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer stop()
 	logger.Printf("serving the store %s (contents in %s) to Nix clients", dir, s.BackingDir())
 	<-ctx.Done()
 	fmt.Fprintln(io.err, "storefs: stopping the daemon")

@@ -81,13 +81,13 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	}
 	defer sock.Close()
 	nixd.Engine = w
-	nixSock, err := c.listen(ctx, nixd, logger)
+	stopNixd, err := c.listen(ctx, nixd, logger)
 	if err != nil {
 		fsys.Shutdown()
 		unmount(string(dir))
 		return err
 	}
-	defer nixSock.Close()
+	defer stopNixd()
 	done := make(chan struct{})
 	go func() { server.Wait(); close(done) }()
 	gone := make(chan struct{}) // unmounted by someone else (umount, fusermount -u)
