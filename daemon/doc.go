@@ -43,6 +43,15 @@
 // Server.logMu guards the log subscriptions; a builder's line is only
 // queued under it (buildlog.go), and each operation's sink writes to its
 // client from a goroutine of its own, taking Conn.mu. Server.mu guards only
-// the set of connections. No lock is held while waiting for the store,
-// the engine or a client.
+// the set of connections. Conn.mu is held while writing to its client, so
+// a client that stops reading stalls only its own connection; no lock is
+// held while waiting for the store or the engine.
+//
+// # Cancellation
+//
+// An operation's work ends when its client hangs up (hangup.go watches the
+// socket while nothing reads it), when the Server stops (Serve cancels
+// every connection's work before closing them), or, without keep-going,
+// when another target of the same request failed. The engine stops a goal
+// that no one wants any more.
 package daemon
