@@ -345,6 +345,11 @@ func TestAddToStoreMethods(t *testing.T) {
 	if got := add("r", "fixed:r:sha256", n); got != "/store/"+rp.Base() {
 		t.Errorf("recursive: %s, want %s", got, rp.Base())
 	}
+	rec1 := storepath.ContentAddress{Recursive: true, Hash: nixhash.Sum(nixhash.SHA1, n)}
+	rp1, _ := storepath.Dir("/store").MakeCA("r1", rec1, nil, false)
+	if got := add("r1", "fixed:r:sha1", n); got != "/store/"+rp1.Base() {
+		t.Errorf("recursive sha1: %s, want %s", got, rp1.Base())
+	}
 	// A bad NAR in a complete payload: one error, the connection goes on.
 	c.w.U64(opAddStore)
 	c.w.String("r2")

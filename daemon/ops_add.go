@@ -100,20 +100,20 @@ func opAddToStore(ctx context.Context, c *Conn) error {
 		if len(refs) > 0 {
 			return fmt.Errorf("adding %q: a fixed-output path with references is not supported", name)
 		}
+		if recursive {
+			info, err = c.addRecursive(ctx, name, algo, r)
+			return err
+		}
 		tmp, err := c.s.NewTemp()
 		if err != nil {
 			return err
 		}
 		defer removeTree(tmp)
 		src := filepath.Join(tmp, name)
-		if recursive {
-			if err := restoreNAR(r, src); err != nil {
-				return fmt.Errorf("adding %q: %w", name, err)
-			}
-		} else if err := writeFile(r, src); err != nil {
+		if err := writeFile(r, src); err != nil {
 			return fmt.Errorf("adding %q: %w", name, err)
 		}
-		info, err = c.s.AddPath(ctx, src, recursive, algo)
+		info, err = c.s.AddPath(ctx, src, false, algo)
 		return err
 	})
 	if err != nil {
@@ -137,21 +137,35 @@ func writeFile(r io.Reader, dst string) error {
 	return err
 }
 
-// restoreNAR unpacks the NAR that is the whole of r at dst.
-func restoreNAR(r io.Reader, dst string) error {
-	br := bufio.NewReaderSize(r, 1<<16)
-	rec, err := receiveNAR(br, dst)
+// addRecursive adds the NAR that is the whole of r as a recursive
+// fixed-output path: unpacked once, hashed on the way, registered as it is.
+func (c *Conn) addRecursive(ctx context.Context, name string, algo nixhash.Algo, r io.Reader) (*store.PathInfo, error) {
+	in, err := c.newIncoming(true)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_ = rec
+	defer in.close()
+	h := algo.New()
+	br := bufio.NewReaderSize(io.TeeReader(r, h), 1<<16)
+	dst := filepath.Join(in.tmp, "0")
+	got, err := receiveNAR(br, dst)
+	if err != nil {
+		return nil, fmt.Errorf("adding %q: %w", name, err)
+	}
 	if _, err := br.ReadByte(); err != io.EOF {
-		if err == nil {
-			err = errors.New("trailing data after the NAR")
-		}
-		return err
+		return nil, fmt.Errorf("adding %q: data after the NAR", name)
 	}
-	return nil
+	ca := storepath.ContentAddress{Recursive: true, Hash: nixhash.FromHasher(algo, h)}
+	p, err := c.dir.MakeCA(name, ca, nil, false)
+	if err != nil {
+		return nil, fmt.Errorf("adding %q: %w", name, err)
+	}
+	info := store.PathInfo{Path: p, NarHash: got.narHash, NarSize: got.narSize, CA: ca}
+	in.regs = append(in.regs, store.Registration{Info: info, Contents: dst})
+	if err := in.register(ctx); err != nil {
+		return nil, err
+	}
+	return c.s.Info(p)
 }
 
 func opAddTextToStore(ctx context.Context, c *Conn) error {
