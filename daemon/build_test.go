@@ -48,9 +48,14 @@ func TestAddBuildLog(t *testing.T) {
 type blockingEngine struct {
 	started, cancelled chan struct{}
 	fail               error
+	opts               chan ClientOptions // if set, hears the client's options
 }
 
 func (e *blockingEngine) BuildDerivation(ctx context.Context, drv storepath.Path, wanted ...string) (map[string]storepath.Path, error) {
+	if e.opts != nil {
+		o, _ := OptionsFromContext(ctx)
+		e.opts <- o
+	}
 	if e.fail != nil && strings.HasSuffix(drv.Name(), "fails.drv") {
 		return nil, e.fail
 	}
@@ -266,4 +271,32 @@ func TestServeStopCancelsBuilds(t *testing.T) {
 	default:
 		t.Fatal("Serve returned with a build still running")
 	}
+}
+
+// The build operations hand the client's options to the engine.
+func TestOptionsReachEngine(t *testing.T) {
+	srv := testServer(t)
+	eng := &blockingEngine{started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1), opts: make(chan ClientOptions, 1)}
+	srv.Engine = eng
+	drv := addDrv(t, srv, "slow")
+	c := dial(t, srv, true)
+	c.handshake()
+	c.w.U64(opSetOpts)
+	for _, v := range []uint64{0, 1, 1, 2, 7, 30, 1, 7, 0, 0, 4, 1} {
+		c.w.U64(v)
+	}
+	c.w.U64(1)
+	c.w.String("timeout")
+	c.w.String("9")
+	c.flush()
+	c.ok()
+	c.buildPaths("/store/" + drv.Base() + "!out")
+	o := <-eng.opts
+	<-eng.started
+	if !o.KeepGoing || !o.Fallback || o.MaxJobs != 7 || o.MaxSilentTime != 30*time.Second || o.Cores != 4 || o.Timeout != 9*time.Second {
+		t.Errorf("options the engine got: %+v", o)
+	}
+	c.nc.Close()
+	<-eng.cancelled
+	c.closed()
 }

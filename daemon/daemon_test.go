@@ -405,29 +405,6 @@ func TestUntrusted(t *testing.T) {
 	}
 }
 
-func TestSetOptions(t *testing.T) {
-	for _, trusted := range []bool{true, false} {
-		srv := testServer(t)
-		c := dial(t, srv, trusted)
-		c.handshake()
-		c.w.U64(opSetOpts)
-		for _, v := range []uint64{0, 1, 1, 2, 7, 30, 1, 7, 0, 0, 4, 1} {
-			c.w.U64(v)
-		}
-		c.w.U64(2)
-		c.w.String("max-jobs")
-		c.w.String("3")
-		c.w.String("timeout")
-		c.w.String("9")
-		c.flush()
-		c.ok()
-		c.isValid("/store/" + somePath("x").Base()) // the options are set by now
-		c.nc.Close()
-		c.closed()
-		_ = srv
-	}
-}
-
 func TestApplyOverride(t *testing.T) {
 	srv := &Server{TrustedSubstituters: []string{"https://cache.example"}}
 	o := defaultOptions()

@@ -83,6 +83,7 @@ type result struct {
 // realise makes every target valid, all at once; it returns each one's
 // result in request order.
 func (c *Conn) realise(ctx context.Context, ts []target) []result {
+	ctx = c.withOptions(ctx)
 	ctx, stop := c.watch(ctx)
 	defer stop()
 	// Without keep-going, the first failure stops the other targets, as
@@ -345,7 +346,7 @@ func opEnsurePath(ctx context.Context, c *Conn) error {
 		return err
 	}
 	c.startWork()
-	wctx, stop := c.watch(ctx)
+	wctx, stop := c.watch(c.withOptions(ctx))
 	err = c.srv.Engine.Realise(wctx, p)
 	stop()
 	if err != nil {

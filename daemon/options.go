@@ -200,3 +200,18 @@ func catchAbort(fn func()) (err error) {
 	fn()
 	return nil
 }
+
+type optionsKey struct{}
+
+// OptionsFromContext returns the options of the client whose request the
+// context belongs to: the build operations hand them to the engine this
+// way, until the engine takes options per request in its own terms.
+func OptionsFromContext(ctx context.Context) (ClientOptions, bool) {
+	o, ok := ctx.Value(optionsKey{}).(ClientOptions)
+	return o, ok
+}
+
+// withOptions is ctx carrying the client's options.
+func (c *Conn) withOptions(ctx context.Context) context.Context {
+	return context.WithValue(ctx, optionsKey{}, c.Options())
+}
