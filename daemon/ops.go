@@ -38,7 +38,7 @@ func init() {
 		1: opIsValidPath, 3: opHasSubstitutes, 6: opQueryReferrers, 7: opAddToStore,
 		8: opAddTextToStore, 9: opBuildPaths, 10: opEnsurePath, 11: opAddTempRoot,
 		12: opAddIndirectRoot, 13: opSyncWithGC, 14: opFindRoots, 19: opSetOptions,
-		20: opCollectGarbage, 23: opQueryAllValidPaths,
+		20: opCollectGarbage, 21: opQuerySubstitutablePathInfo, 23: opQueryAllValidPaths,
 		26: opQueryPathInfo, 29: opQueryPathFromHashPart, 30: opQuerySubstitutablePathInfos,
 		31: opQueryValidPaths, 32: opQuerySubstitutablePaths, 33: opQueryValidDerivers,
 		34: opOptimiseStore, 35: opVerifyStore, 36: opBuildDerivation, 37: opAddSignatures,

@@ -35,6 +35,18 @@ func opHasSubstitutes(ctx context.Context, c *Conn) error {
 	return nil
 }
 
+// opQuerySubstitutablePathInfo is the pre-1.12 form of the query: no
+// substitute is ever known here (see opQuerySubstitutablePaths).
+func opQuerySubstitutablePathInfo(ctx context.Context, c *Conn) error {
+	if _, err := c.r.Path("path", c.dir); err != nil {
+		return err
+	}
+	c.startWork()
+	c.stopWork()
+	c.w.U64(0)
+	return nil
+}
+
 func opQueryValidPaths(ctx context.Context, c *Conn) error {
 	ps, err := c.r.Paths("paths", c.dir)
 	if err != nil {
