@@ -148,15 +148,22 @@ func TestKeepGoing(t *testing.T) {
 
 // loggingEngine prints lines as a builder would while it builds.
 type loggingEngine struct {
-	srv   *Server
-	lines int
-	took  chan time.Duration
+	srv    *Server
+	lines  int
+	took   chan time.Duration
+	events bool // also say when the build starts and ends
 }
 
 func (e *loggingEngine) BuildDerivation(ctx context.Context, drv storepath.Path, wanted ...string) (map[string]storepath.Path, error) {
 	start := time.Now()
+	if e.events {
+		e.srv.BuildStarted(drv)
+	}
 	for i := 0; i < e.lines; i++ {
 		e.srv.LogLine(drv, fmt.Sprintf("line %d", i))
+	}
+	if e.events {
+		e.srv.BuildEnded(drv, nil)
 	}
 	e.took <- time.Since(start)
 	return nil, nil
@@ -164,52 +171,84 @@ func (e *loggingEngine) BuildDerivation(ctx context.Context, drv storepath.Path,
 
 func (e *loggingEngine) Realise(ctx context.Context, p storepath.Path) error { return nil }
 
-// A build's lines reach the client inside its build activity, in order.
+// A build's lines reach the client inside its build activity, in order,
+// with the progress of the request's builds.
 func TestBuildLogLines(t *testing.T) {
+	for _, events := range []bool{false, true} {
+		t.Run(fmt.Sprint("events=", events), func(t *testing.T) { testBuildLogLines(t, events) })
+	}
+}
+
+func testBuildLogLines(t *testing.T, events bool) {
 	srv := testServer(t)
-	eng := &loggingEngine{srv: srv, lines: 3, took: make(chan time.Duration, 1)}
+	eng := &loggingEngine{srv: srv, lines: 3, took: make(chan time.Duration, 1), events: events}
 	srv.Engine = eng
 	drv := addDrv(t, srv, "logs")
 	c := dial(t, srv, true)
 	c.handshake()
 	c.buildPaths("/store/" + drv.Base() + "!out")
 	var got []string
-	var act uint64
+	var act, builds uint64
+	var progress []string
 	for done := false; !done; {
 		switch tag := c.u64(); tag {
 		case stderrStartActivity:
-			act = c.u64()
+			id := c.u64()
 			c.u64()
-			if typ := c.u64(); typ != actBuild {
-				t.Fatalf("activity type %d", typ)
-			}
-			if text := c.str(); !strings.Contains(text, drv.Base()) {
-				t.Fatalf("activity text %q", text)
-			}
+			typ := c.u64()
+			text := c.str()
 			c.fields()
 			c.u64()
+			switch {
+			case typ == actBuilds:
+				builds = id
+			case typ == actBuild && strings.Contains(text, drv.Base()):
+				act = id
+			default:
+				t.Fatalf("activity type %d %q", typ, text)
+			}
 		case stderrResult:
-			if id := c.u64(); id != act {
-				t.Fatalf("result of activity %d, want %d", id, act)
+			id, typ := c.u64(), c.u64()
+			switch {
+			case id == builds && typ == resProgress:
+				var p []string
+				for n := c.u64(); n > 0; n-- {
+					c.u64()
+					p = append(p, fmt.Sprint(c.u64()))
+				}
+				progress = append(progress, strings.Join(p, "/"))
+			case id == act && typ == resBuildLog:
+				c.u64() // one field
+				c.u64() // a string
+				got = append(got, c.str())
+			default:
+				t.Fatalf("result type %d of activity %d", typ, id)
 			}
-			if typ := c.u64(); typ != resBuildLog {
-				t.Fatalf("result type %d", typ)
-			}
-			c.u64() // one field
-			c.u64() // a string
-			got = append(got, c.str())
 		case stderrStopActivity:
-			if id := c.u64(); id != act {
+			switch id := c.u64(); id {
+			case act:
+				got = append(got, "stop")
+			case builds:
+				got = append(got, "builds stop")
+			default:
 				t.Fatalf("stop of activity %d", id)
 			}
-			got = append(got, "stop")
 		case stderrLast:
 			done = true
 		default:
 			t.Fatalf("tag %#x", tag)
 		}
 	}
-	if strings.Join(got, ",") != "line 0,line 1,line 2,stop" {
+	// done/expected/running/failed: the build counts as running from its
+	// first line; the fake engine reports no end.
+	want := "0/1/0/0 0/1/1/0"
+	if events {
+		want += " 1/1/0/0"
+	}
+	if strings.Join(progress, " ") != want {
+		t.Errorf("progress: %v, want %s", progress, want)
+	}
+	if strings.Join(got, ",") != "line 0,line 1,line 2,stop,builds stop" {
 		t.Fatalf("log stream: %v", got)
 	}
 	c.u64()

@@ -21,10 +21,19 @@ import (
 const sinkQueue = 4096
 
 type logEvent struct {
-	drv   storepath.Path
-	line  string
-	start bool // open drv's activity, no line
+	drv  storepath.Path
+	kind eventKind
+	line string
 }
+
+type eventKind int
+
+const (
+	evLine    eventKind = iota
+	evStarted           // the build of drv started
+	evBuilt             // it ended well
+	evFailed            // it failed
+)
 
 // logSink is one operation's subscription to the logs of the derivations
 // it builds.
@@ -32,8 +41,12 @@ type logSink struct {
 	c       *Conn
 	ch      chan logEvent
 	done    chan struct{}
-	acts    map[storepath.Path]uint64 // owned by the sink's goroutine until done
-	dropped atomic.Int64              // lines the queue had no room for
+	dropped atomic.Int64 // events the queue had no room for
+
+	// Owned by the sink's goroutine until done:
+	acts     map[storepath.Path]uint64 // open build activities
+	builds   uint64                    // the builds activity, with the progress
+	progress [4]uint64                 // done, expected, running, failed
 }
 
 // LogLine passes a line that the builder of drv printed to the clients
@@ -43,6 +56,27 @@ func (srv *Server) LogLine(drv storepath.Path, line string) {
 	defer srv.logMu.Unlock()
 	for s := range srv.logSubs[drv] {
 		s.send(logEvent{drv: drv, line: line})
+	}
+}
+
+// BuildStarted and BuildEnded tell the clients waiting for drv that its
+// build started or ended (err nil: it succeeded), for their activities and
+// progress. cmd/storefs calls them from the engine's Observer.
+func (srv *Server) BuildStarted(drv storepath.Path) { srv.event(drv, evStarted) }
+
+func (srv *Server) BuildEnded(drv storepath.Path, err error) {
+	if err != nil {
+		srv.event(drv, evFailed)
+	} else {
+		srv.event(drv, evBuilt)
+	}
+}
+
+func (srv *Server) event(drv storepath.Path, k eventKind) {
+	srv.logMu.Lock()
+	defer srv.logMu.Unlock()
+	for s := range srv.logSubs[drv] {
+		s.send(logEvent{drv: drv, kind: k})
 	}
 }
 
@@ -58,6 +92,11 @@ func (s *logSink) send(e logEvent) {
 // subscribe starts a sink for the derivations drvs.
 func (srv *Server) subscribe(c *Conn, drvs []storepath.Path) *logSink {
 	s := &logSink{c: c, ch: make(chan logEvent, sinkQueue), done: make(chan struct{}), acts: map[storepath.Path]uint64{}}
+	if len(drvs) > 0 {
+		s.builds = c.StartActivity(0, actBuilds, "", 0)
+		s.progress[1] = uint64(len(drvs))
+		s.report()
+	}
 	go s.run()
 	srv.logMu.Lock()
 	defer srv.logMu.Unlock()
@@ -76,10 +115,33 @@ func (srv *Server) subscribe(c *Conn, drvs []storepath.Path) *logSink {
 func (s *logSink) run() {
 	defer close(s.done)
 	for e := range s.ch {
-		id := s.activity(e.drv)
-		if !e.start {
-			s.c.Result(id, resBuildLog, S(e.line))
+		switch e.kind {
+		case evLine:
+			s.c.Result(s.activity(e.drv), resBuildLog, S(e.line))
+		case evStarted:
+			s.activity(e.drv)
+		case evBuilt, evFailed:
+			if id, ok := s.acts[e.drv]; ok {
+				s.c.StopActivity(id)
+				delete(s.acts, e.drv)
+				s.progress[2]--
+			}
+			if e.kind == evBuilt {
+				s.progress[0]++
+			} else {
+				s.progress[3]++
+			}
+			s.report()
 		}
+	}
+}
+
+// report sends the progress of the builds activity: done, expected,
+// running, failed.
+func (s *logSink) report() {
+	if s.builds != 0 {
+		p := s.progress
+		s.c.Result(s.builds, resProgress, I(p[0]), I(p[1]), I(p[2]), I(p[3]))
 	}
 }
 
@@ -91,11 +153,10 @@ func (s *logSink) activity(drv storepath.Path) uint64 {
 	name := s.c.dir.Print(drv)
 	id := s.c.StartActivity(verbosityInfo, actBuild, fmt.Sprintf("building '%s'", name), 0, S(name), S(""), I(1), I(1))
 	s.acts[drv] = id
+	s.progress[2]++
+	s.report()
 	return id
 }
-
-// start opens the build activity of drv (queued, in order with its lines).
-func (s *logSink) start(drv storepath.Path) { s.send(logEvent{drv: drv, start: true}) }
 
 // close ends the sink's subscriptions, writes what is queued and ends its
 // activities. Called by the operation, before stopWork.
@@ -117,5 +178,8 @@ func (s *logSink) close(srv *Server) {
 	}
 	for _, id := range s.acts {
 		s.c.StopActivity(id)
+	}
+	if s.builds != 0 {
+		s.c.StopActivity(s.builds)
 	}
 }

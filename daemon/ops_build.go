@@ -163,7 +163,6 @@ func (c *Conn) realiseOne(ctx context.Context, t target) result {
 	r.status = statusAlreadyValid
 	if !valid {
 		r.status = statusBuilt
-		c.sink.start(t.path)
 		_, r.err = c.srv.Engine.BuildDerivation(ctx, t.path, t.outputs...)
 		r.built = true // unless fail says the builder never ran
 	}

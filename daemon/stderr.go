@@ -21,6 +21,7 @@ const (
 	actBuild       = 105
 	actBuilds      = 104
 	resBuildLog    = 101
+	resProgress    = 105
 	verbosityError = 0
 	verbosityInfo  = 3
 )

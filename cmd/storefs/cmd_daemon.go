@@ -96,7 +96,7 @@ func runDaemon(ctx context.Context, g *Globals, io stdio, c *daemonCmd) error {
 		gs = sub
 	}
 	nixd := c.server(s, c.Subst, logger)
-	w := goals.New(s, &realise.Builder{Store: s, OnLogLine: nixd.LogLine}, gs, c.options(status))
+	w := goals.New(s, &realise.Builder{Store: s, OnLogLine: nixd.LogLine}, gs, c.options(nixdObserver{status, nixd}))
 	defer w.Wait()
 	nixd.Engine = w
 	stop, err := c.listen(ctx, nixd, logger)
@@ -108,4 +108,23 @@ func runDaemon(ctx context.Context, g *Globals, io stdio, c *daemonCmd) error {
 	<-ctx.Done()
 	fmt.Fprintln(io.err, "storefs: stopping the daemon")
 	return nil
+}
+
+// nixdObserver hands the engine's build events to the Nix daemon (for its
+// clients' activities and progress) besides the mount's status.
+type nixdObserver struct {
+	status *daemonStatus
+	nixd   *daemon.Server
+}
+
+func (o nixdObserver) Event(e goals.Event) {
+	o.status.Event(e)
+	switch e.Kind {
+	case goals.BuildStarted:
+		o.nixd.BuildStarted(e.Path)
+	case goals.BuildFinished:
+		o.nixd.BuildEnded(e.Path, nil)
+	case goals.BuildFailed:
+		o.nixd.BuildEnded(e.Path, e.Err)
+	}
 }

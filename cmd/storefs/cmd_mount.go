@@ -56,7 +56,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	if sub != nil {
 		gs = sub
 	}
-	w := goals.New(s, b, gs, c.options(status))
+	w := goals.New(s, b, gs, c.options(nixdObserver{status, nixd}))
 	defer w.Wait() // no builder outlives the mount
 	fsys := fusefs.New(s, w, fusefs.Options{
 		NegativeTTL: time.Duration(c.NegativeTTL),
