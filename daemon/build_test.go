@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"storefs/store/derivation"
+	"storefs/store/nixhash"
 	"storefs/store/storepath"
 	"storefs/store/wire"
 )
@@ -338,4 +339,62 @@ func TestOptionsReachEngine(t *testing.T) {
 	c.nc.Close()
 	<-eng.cancelled
 	c.closed()
+}
+
+// An untrusted client may BuildDerivation a fixed-output derivation the
+// store does not have: it is added from what was sent, then built.
+func TestBuildDerivationFixedOutput(t *testing.T) {
+	srv := testServer(t)
+	eng := &fakeEngine{}
+	srv.Engine = eng
+	c := dial(t, srv, false)
+	c.handshake()
+	h := nixhash.Sum(nixhash.SHA256, []byte("fixed"))
+	out, err := storepath.Dir("/store").MakeFixed("fod", false, h, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.w.U64(opBuildDrv)
+	c.w.String("/store/" + somePath("fod.drv").Base()) // not valid here
+	c.w.U64(1)
+	c.w.String("out")
+	c.w.String("/store/" + out.Base())
+	c.w.String("sha256")
+	c.w.String(h.Hex())
+	c.w.Strings(nil)
+	c.w.String("x86_64-linux")
+	c.w.String("/bin/sh")
+	c.w.Strings([]string{"-c", "true"})
+	env := [][2]string{{"builder", "/bin/sh"}, {"name", "fod"}, {"out", "/store/" + out.Base()}, {"outputHash", h.Hex()},
+		{"outputHashAlgo", "sha256"}, {"outputHashMode", "flat"}, {"system", "x86_64-linux"}}
+	c.w.U64(uint64(len(env)))
+	for _, kv := range env {
+		c.w.String(kv[0])
+		c.w.String(kv[1])
+	}
+	c.w.U64(0)
+	c.flush()
+	c.ok()
+	status := c.u64()
+	c.str()
+	for i := 0; i < 4; i++ {
+		c.u64()
+	}
+	for n := c.u64(); n > 0; n-- {
+		c.str()
+		c.str()
+	}
+	if status != statusBuilt {
+		t.Fatalf("status %d", status)
+	}
+	eng.mu.Lock()
+	defer eng.mu.Unlock()
+	if len(eng.asked) != 1 || !strings.HasPrefix(eng.asked[0], "build ") || !strings.HasSuffix(eng.asked[0], "-fod.drv") {
+		t.Fatalf("the engine was asked %v", eng.asked)
+	}
+	drv, _ := storepath.ParseBase(strings.TrimPrefix(eng.asked[0], "build "))
+	outs, err := srv.Store.DerivationOutputs(drv)
+	if err != nil || outs["out"] != out {
+		t.Fatalf("the added derivation's outputs: %v, %v", outs, err)
+	}
 }
