@@ -21,7 +21,7 @@
 //     the wanted outputs of the input derivations and the input sources;
 //     take a build slot and the outputs' locks; check validity again
 //     ("someone beat us to it"); build; register.
-//   - A SubstitutionGoal (substitution_goal.go) makes one path valid from a
+//   - A substitution goal (substitution_goal.go) makes one path valid from a
 //     binary cache: query, its references first, then the path itself.
 //
 // Each goal is a chain of named states (methods), run in the goal's own

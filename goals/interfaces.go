@@ -20,7 +20,7 @@ type Builder interface {
 }
 
 // BuildChecker is a Builder that can tell beforehand that it cannot build
-// a derivation at all. A DerivationGoal asks it before it realises the
+// a derivation at all. A build goal asks it before it realises the
 // inputs, so that nothing is built in vain.
 type BuildChecker interface {
 	// CanBuild says why d cannot be built here (another system, missing
