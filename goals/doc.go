@@ -58,6 +58,17 @@
 //     out, 102 hash mismatch, or'ed across failures; 1 when no failure is a
 //     build failure (outputs refused, bad input).
 //
+// # Requests
+//
+// What a requester asks (keep-going, fallback, timeouts, cores, no
+// substitutes, no local builds, its own substituter) is a Request carried
+// by its context (WithRequest); Options.Request is the default. A goal
+// takes the Request of the requester that starts it and passes it to the
+// goals it starts; a requester that joins a running goal shares its
+// result. So two daemon clients, or a `storefs realise` and the mount, ask
+// with their own options of one worker, one set of slots and one goal per
+// path.
+//
 // # Lock order
 //
 // Worker.mu is never held while waiting for anything else. A build goal

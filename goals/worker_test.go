@@ -367,7 +367,7 @@ func TestKeepGoing(t *testing.T) {
 			}
 			chain = append(chain, prev)
 			top := e.drv(t, "top", append(chain, bad), nil)
-			w := e.worker(Options{MaxJobs: 1, KeepGoing: keep})
+			w := e.worker(Options{MaxJobs: 1, Request: Request{KeepGoing: keep}})
 			_, err := w.BuildDerivation(context.Background(), top)
 			if err == nil {
 				t.Fatal("top built despite a failed input")
@@ -556,7 +556,7 @@ func TestModel(t *testing.T) {
 			nodes = append(nodes, p)
 		}
 		e.b.delay = time.Duration(rng.Intn(3)) * time.Millisecond
-		w := e.worker(Options{MaxJobs: maxJobs, KeepGoing: keep, FailureTTL: time.Hour})
+		w := e.worker(Options{MaxJobs: maxJobs, FailureTTL: time.Hour, Request: Request{KeepGoing: keep}})
 		var wg sync.WaitGroup
 		results := make([]error, len(nodes))
 		requested := make([]bool, len(nodes))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"time"
 
 	"storefs/goals"
@@ -20,8 +21,54 @@ type buildFlags struct {
 // options are the worker's options for these flags.
 func (f *buildFlags) options(obs goals.Observer) goals.Options {
 	return goals.Options{
-		MaxJobs: int(f.MaxJobs), MaxSubstitutionJobs: f.Subst.MaxSubstitutionJobs, Cores: f.Cores,
-		FailureTTL: time.Duration(f.FailureTTL), Timeout: time.Duration(f.Timeout),
-		MaxSilent: time.Duration(f.MaxSilentTime), Fallback: f.Fallback, Observer: obs,
+		MaxJobs: int(f.MaxJobs), MaxSubstitutionJobs: f.Subst.MaxSubstitutionJobs,
+		FailureTTL: time.Duration(f.FailureTTL), Observer: obs, Request: f.request(),
 	}
+}
+
+// request is what these flags ask of each request's goals.
+func (f *buildFlags) request() goals.Request {
+	return goals.Request{
+		Cores: f.Cores, Timeout: time.Duration(f.Timeout), MaxSilent: time.Duration(f.MaxSilentTime),
+		Fallback: f.Fallback, NoLocalBuilds: f.MaxJobs == 0,
+	}
+}
+
+// requestFlags are the flags of a `storefs realise` that a running mount
+// applies to that request alone (sent in realiseRequest).
+type requestFlags struct {
+	KeepGoing    bool          `json:"keepGoing"`
+	Fallback     bool          `json:"fallback"`
+	Cores        int           `json:"cores"`
+	MaxJobs      int           `json:"maxJobs"`
+	Timeout      time.Duration `json:"timeout"`   // nanoseconds
+	MaxSilent    time.Duration `json:"maxSilent"` // nanoseconds
+	Substituters []string      `json:"substituters"`
+}
+
+func (f *buildFlags) requestFlags(keepGoing bool) requestFlags {
+	return requestFlags{
+		KeepGoing: keepGoing, Fallback: f.Fallback, Cores: f.Cores, MaxJobs: int(f.MaxJobs),
+		Timeout: time.Duration(f.Timeout), MaxSilent: time.Duration(f.MaxSilentTime), Substituters: f.Subst.Substituters,
+	}
+}
+
+// request is the goals.Request of a realise through the mount: its own
+// limits, and its own substituters (with the mount's trusted keys) when
+// they differ from the mount's; subst makes a Substituter of URLs.
+func (r requestFlags) request(mountSubsts []string, subst func([]string) (goals.Substituter, error)) (goals.Request, error) {
+	req := goals.Request{
+		KeepGoing: r.KeepGoing, Fallback: r.Fallback, Cores: r.Cores, NoLocalBuilds: r.MaxJobs == 0,
+		Timeout: r.Timeout, MaxSilent: r.MaxSilent,
+	}
+	if slices.Equal(r.Substituters, mountSubsts) {
+		return req, nil
+	}
+	if len(r.Substituters) == 0 {
+		req.NoSubstitutes = true
+		return req, nil
+	}
+	sub, err := subst(r.Substituters)
+	req.Substituter = sub
+	return req, err
 }

@@ -71,7 +71,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	}
 	logger.Printf("serving %s from %s", dir, s.BackingDir())
 	stop := make(chan struct{}, 1) // `storefs umount` asks through the socket
-	sock, err := serveDaemon(s, w, status, fsys, logger, stop)
+	sock, err := serveDaemon(s, w, status, fsys, c, logger, stop)
 	if err != nil {
 		fsys.Shutdown()
 		unmount(string(dir))

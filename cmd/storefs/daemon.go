@@ -131,14 +131,14 @@ func (d *daemonStatus) reply(w *goals.Worker, started time.Time) statusReply {
 
 // realiseRequest asks the daemon to realise paths (as realiseCmd's args).
 type realiseRequest struct {
-	Paths       []string `json:"paths"`
-	KeepGoing   bool     `json:"keepGoing"`
-	RetryFailed bool     `json:"retryFailed"`
+	Paths       []string     `json:"paths"`
+	RetryFailed bool         `json:"retryFailed"`
+	Flags       requestFlags `json:"flags"` // this request's limits and caches
 }
 
 // serveDaemon listens on the socket; closing the listener stops it. A
 // request to unmount is sent on stop.
-func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fusefs.FS, logger *log.Logger, stop chan<- struct{}) (net.Listener, error) {
+func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fusefs.FS, c *mountCmd, logger *log.Logger, stop chan<- struct{}) (net.Listener, error) {
 	path := socketPath(s.State)
 	os.Remove(path) // the socket of a daemon that died
 	l, err := net.Listen("unix", path)
@@ -163,15 +163,24 @@ func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fu
 				return
 			}
 		}
-		rc := &realiseCmd{Paths: req.Paths, KeepGoing: req.KeepGoing}
+		rc := &realiseCmd{Paths: req.Paths}
 		targets, err := rc.parseTargets(r.Context(), s)
+		var greq goals.Request
+		if err == nil {
+			greq, err = req.Flags.request(c.Subst.Substituters, func(urls []string) (goals.Substituter, error) {
+				f := c.Subst // the mount's trusted keys and TTLs, the request's caches
+				f.Substituters = urls
+				return f.substituter(s, newProgress(logWriter{logger}, s))
+			})
+		}
 		if err != nil {
 			rw.Header().Set("X-Exit-Code", "1")
 			writeJSON(rw, []realiseResult{{Error: err.Error()}})
 			return
 		}
 		fsys.ForgetNegative()
-		results, errs := realiseTargets(r.Context(), w, targets, req.KeepGoing)
+		ctx := goals.WithRequest(r.Context(), greq)
+		results, errs := realiseTargets(ctx, w, targets, req.Flags.KeepGoing)
 		fsys.Added(realisedPaths(s, results)...)
 		code := 0
 		if err := combineRealiseErrors(errs); err != nil {
