@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"storefs/store"
-	"storefs/store/nar"
-	"storefs/store/nixhash"
 	"storefs/store/storepath"
 )
 
@@ -94,24 +90,13 @@ func (f *fakeSubstituter) Fetch(ctx context.Context, p storepath.Path, sub *Subs
 	if f.corrupt[p] {
 		return fmt.Errorf("NAR of %s from fake://cache: NAR hash mismatch", f.s.Print(p))
 	}
-	tmp, err := f.s.NewTemp()
+	reg, cleanup, err := fileRegistration(f.s, p, p.Name())
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	file := filepath.Join(tmp, "out")
-	if err := os.WriteFile(file, []byte(p.Name()), 0o444); err != nil {
-		return err
-	}
-	h := nixhash.SHA256.New()
-	cw := &counter{w: h}
-	if err := nar.Dump(cw, file); err != nil {
-		return err
-	}
-	return f.s.Register(store.Registration{
-		Info:     store.PathInfo{Path: p, NarHash: nixhash.FromHasher(nixhash.SHA256, h), NarSize: cw.n, References: sub.References},
-		Contents: file,
-	})
+	defer cleanup()
+	reg.Info.References = sub.References
+	return f.s.Register(reg)
 }
 
 func (f *fakeSubstituter) counts(p storepath.Path) (queries, fetches int) {
