@@ -90,6 +90,7 @@ func (sub *Substituter) fetchOne(ctx context.Context, p storepath.Path, c candid
 	defer forceRemove(tmp)
 	contents := filepath.Join(tmp, p.Base())
 	nr := nar.NewReader(bufio.NewReaderSize(fullReader{narStream}, 1<<20))
+	nr.LimitPath(sub.Store.MaxNARPath())
 	if err := nar.RestoreFrom(nr, contents); err != nil {
 		return fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err)
 	}

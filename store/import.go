@@ -189,6 +189,7 @@ func (im *importer) next() error {
 	}
 	contents := filepath.Join(im.tmp, strconv.Itoa(im.n))
 	im.n++
+	nr.LimitPath(im.s.MaxNARPath())
 	if err := nar.RestoreFrom(nr, contents); err != nil {
 		return im.er.Fail(err)
 	}
@@ -276,6 +277,18 @@ func (im *importer) readDerivation(p storepath.Path) (*derivation.Derivation, er
 	return im.s.readDerivation(p)
 }
 
+// pathMax is Linux's PATH_MAX, with its NUL.
+const pathMax = 4096
+
+// MaxNARPath is the longest path inside a NAR (Header.Path) that the store
+// accepts: with the longest base name, the entry's path in the backing
+// directory and in the store dir must both fit in PATH_MAX, or nothing
+// could reach it by name (verify, the mount, a builder).
+func (s *Store) MaxNARPath() int {
+	prefix := max(len(s.BackingDir()), len(s.Dir)) + 1 + storepath.HashLen + 1 + storepath.MaxNameLen + 1
+	return pathMax - 1 - prefix
+}
+
 // textProbeMax bounds the files whose flat hash Import computes to find a
 // text or flat content address (toFile texts and .drvs are small).
 const textProbeMax = 1 << 20
@@ -298,6 +311,11 @@ func inferCA(dir storepath.Dir, info *PathInfo, contents string, others []storep
 		return storepath.ContentAddress{}, err
 	}
 	if !st.Mode().IsRegular() || self || st.Size() > textProbeMax && !info.Path.IsDerivation() {
+		return storepath.ContentAddress{}, nil
+	}
+	// A text or flat path is a plain file: its address hashes the bytes
+	// only, so an executable bit in the NAR would go unchecked.
+	if st.Mode()&0o100 != 0 {
 		return storepath.ContentAddress{}, nil
 	}
 	data, err := readSmallFile(contents)
@@ -324,6 +342,9 @@ func drvAddressError(dir storepath.Dir, p storepath.Path, contents string, refs 
 	want, err := dir.MakeCA(p.Name(), storepath.ContentAddress{Text: true, Hash: nixhash.Sum(nixhash.SHA256, data)}, refs, false)
 	if err != nil {
 		return err
+	}
+	if st, err := os.Lstat(contents); err == nil && st.Mode()&0o100 != 0 {
+		return fmt.Errorf("its NAR marks it executable, which a text path never is: %w", ErrAddressMismatch)
 	}
 	return fmt.Errorf("its contents and references make the text path %s: %w", dir.Print(want), ErrAddressMismatch)
 }
