@@ -15,6 +15,7 @@ import (
 	"storefs/store/nar"
 	"storefs/store/narinfo"
 	"storefs/store/nixhash"
+	"storefs/store/signature"
 	"storefs/store/storepath"
 )
 
@@ -111,18 +112,56 @@ func (sub *Substituter) fetchOne(ctx context.Context, p storepath.Path, c candid
 	if err := checkFile(ni, file, full, url); err != nil {
 		return err
 	}
-	info := store.PathInfo{
-		Path:       p,
+	info, err := sub.unsignedFields(ni, contents, full)
+	if err != nil {
+		return err
+	}
+	return sub.Store.Register(store.Registration{Info: *info, Contents: contents})
+}
+
+// unsignedFields makes the record of a downloaded path whose NAR matched
+// the narinfo. The signature covers the path, NarHash, NarSize and
+// References; what else is recorded is checked here first (as Nix does
+// not): a CA must make the path and the contents must hash to it, else it
+// is dropped (a CA that makes the path but not the contents refuses the
+// path); a Deriver must be a .drv; a Sig that names a trusted key but does
+// not verify is dropped (others are kept for whoever trusts their key).
+func (sub *Substituter) unsignedFields(ni *narinfo.NarInfo, contents, full string) (*store.PathInfo, error) {
+	info := &store.PathInfo{
+		Path:       ni.StorePath,
 		NarHash:    ni.NarHash,
 		NarSize:    ni.NarSize,
 		References: ni.References,
-		Deriver:    ni.Deriver,
 		CA:         ni.CA,
 	}
+	if err := sub.Store.CheckContentAddress(info, contents); err != nil {
+		if !errors.Is(err, store.ErrAddressNotPath) {
+			return nil, fmt.Errorf("narinfo of %s: %w", full, err)
+		}
+		sub.warn(fmt.Sprintf("narinfo of %s: ignoring its CA field: %v", full, err))
+		info.CA = storepath.ContentAddress{}
+	}
+	if !ni.Deriver.IsZero() {
+		if ni.Deriver.IsDerivation() {
+			info.Deriver = ni.Deriver
+		} else {
+			sub.warn(fmt.Sprintf("narinfo of %s: ignoring its Deriver %s, which is not a .drv", full, ni.Deriver))
+		}
+	}
+	fp, err := ni.Fingerprint(sub.Store.Dir)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range ni.Sigs {
+		_, err := signature.Verify([]byte(fp), s, sub.opts.TrustedKeys)
+		var bad *signature.BadSignatureError
+		if errors.As(err, &bad) {
+			sub.warn(fmt.Sprintf("narinfo of %s: ignoring a bad signature by %s", full, bad.KeyName))
+			continue
+		}
 		info.Sigs = append(info.Sigs, s.String())
 	}
-	return sub.Store.Register(store.Registration{Info: info, Contents: contents})
+	return info, nil
 }
 
 // checkFile compares the downloaded file with FileSize and FileHash, when

@@ -513,6 +513,88 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 			}
 		})
 	}
+	// Fields no signature covers are checked before they are recorded.
+	appendLine := func(t *testing.T, dir string, p storepath.Path, line string) {
+		file := filepath.Join(dir, p.HashPart()+".narinfo")
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, append(data, line+"\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unsigned := []struct {
+		name    string
+		path    func(f *fixture) storepath.Path
+		breakIt func(t *testing.T, f *fixture, dir string)
+		check   func(t *testing.T, info *store.PathInfo)
+		warning string
+		refused []string // the path is not substituted: the error has these
+	}{
+		{"ca-added", func(f *fixture) storepath.Path { return f.out }, func(t *testing.T, f *fixture, dir string) {
+			appendLine(t, dir, f.out, "CA: fixed:r:sha256:"+strings.Repeat("1", 52))
+		}, func(t *testing.T, info *store.PathInfo) {
+			if !info.CA.IsZero() {
+				t.Errorf("recorded with the narinfo's unsigned CA %s", info.CA)
+			}
+		}, "ignoring its CA field: content address fixed:r:sha256:1111", nil},
+		{"ca-of-another-kind", func(f *fixture) storepath.Path { return f.tree }, func(t *testing.T, f *fixture, dir string) {
+			editNarInfo(t, dir, f.tree, nil, func(ni *narinfo.NarInfo) { ni.CA.Recursive = false })
+		}, func(t *testing.T, info *store.PathInfo) {
+			if !info.CA.IsZero() {
+				t.Errorf("recorded with the CA %s", info.CA)
+			}
+		}, "ignoring its CA field", nil},
+		{"ca-makes-path-not-contents", func(f *fixture) storepath.Path { return f.text }, func(t *testing.T, f *fixture, dir string) {
+			// A signer vouches for other contents under a text path.
+			other := readNarInfo(t, dir, f.tree)
+			editNarInfo(t, dir, f.text, &f.trusted, func(ni *narinfo.NarInfo) {
+				ni.URL, ni.FileHash, ni.FileSize, ni.NarHash, ni.NarSize = other.URL, other.FileHash, other.FileSize, other.NarHash, other.NarSize
+			})
+		}, nil, "", []string{"narinfo of /store/" + f.text.Base(), "content address text:sha256:", "needs a non-executable regular file"}},
+		{"deriver-not-a-drv", func(f *fixture) storepath.Path { return f.out }, func(t *testing.T, f *fixture, dir string) {
+			editNarInfo(t, dir, f.out, nil, func(ni *narinfo.NarInfo) { ni.Deriver = f.tree })
+		}, func(t *testing.T, info *store.PathInfo) {
+			if !info.Deriver.IsZero() {
+				t.Errorf("recorded with the deriver %s", info.Deriver)
+			}
+		}, "ignoring its Deriver", nil},
+		{"bad-sig-by-trusted-name", func(f *fixture) storepath.Path { return f.tree }, func(t *testing.T, f *fixture, dir string) {
+			appendLine(t, dir, f.tree, "Sig: other-1:"+strings.Repeat("A", 86)+"==")
+		}, func(t *testing.T, info *store.PathInfo) {
+			if len(info.Sigs) != 1 || !strings.HasPrefix(info.Sigs[0], "trusted-1:") {
+				t.Errorf("recorded signatures %q, want only trusted-1's", info.Sigs)
+			}
+		}, "ignoring a bad signature by other-1", nil},
+	}
+	for _, c := range unsigned {
+		t.Run("unsigned/"+c.name, func(t *testing.T) {
+			dir := f.writeCache(t, "none", f.trusted)
+			c.breakIt(t, f, dir)
+			d := newDest(t, f, []string{serve(t, dir)}, nil)
+			p := c.path(f)
+			err := d.w.Realise(ctx, p)
+			if c.refused != nil {
+				wantErr(t, err, c.refused...)
+				if ok, _ := d.s.IsValid(p); ok {
+					t.Errorf("%s registered", p)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := d.s.Info(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.check(t, info)
+			if w := strings.Join(d.warnings, "\n"); !strings.Contains(w, c.warning) {
+				t.Errorf("warnings %q, want one with %q", w, c.warning)
+			}
+		})
+	}
 	t.Run("fallback-to-next-cache", func(t *testing.T) {
 		broken := f.writeCache(t, "none", f.trusted)
 		editNarInfo(t, broken, f.text, &f.trusted, func(ni *narinfo.NarInfo) { ni.NarHash = nixhash.Sum(nixhash.SHA256, nil) })

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
@@ -30,7 +31,8 @@ type CheckOptions struct {
 // broken invariant: records that do not decode, references that are not
 // valid, indexes that disagree with the records, backing entries with no
 // record and records with no backing entry, and (with Contents) contents
-// whose NAR hash or size differs from the record, or that are not canonical.
+// whose NAR hash or size differs from the record, that do not hash to
+// their content address, or that are not canonical.
 func (s *Store) Check(opts CheckOptions) ([]Problem, error) {
 	var probs []Problem
 	add := func(path, format string, args ...any) {
@@ -228,6 +230,11 @@ func (s *Store) checkContents(info *PathInfo, add func(string, string, ...any)) 
 	}
 	if cw.n != info.NarSize {
 		add(where, "contents have NAR size %d, the record says %d", cw.n, info.NarSize)
+	}
+	withHash := *info
+	withHash.NarHash = got
+	if err := s.CheckContentAddress(&withHash, real); errors.Is(err, ErrAddressMismatch) {
+		add(where, "%v", err)
 	}
 }
 
