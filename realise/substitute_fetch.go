@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"path/filepath"
 
 	"storefs/goals"
@@ -73,7 +74,10 @@ func (sub *Substituter) fetchOne(ctx context.Context, p storepath.Path, c candid
 	}
 	defer body.Close()
 
-	file := &hashingReader{r: body, h: sha256.New(), limit: ni.FileSize, url: url}
+	file := &hashingReader{r: body, h: sha256.New(), limit: ni.FileSize, url: url, what: "its FileSize"}
+	if ni.FileSize == 0 {
+		file.limit, file.what = maxFileSize(ni.NarSize), "what its NarSize allows"
+	}
 	if sub.opts.OnProgress != nil {
 		file.progress = func(n uint64) { sub.opts.OnProgress(p, n, ni.FileSize) }
 	}
@@ -93,10 +97,10 @@ func (sub *Substituter) fetchOne(ctx context.Context, p storepath.Path, c candid
 	nr := nar.NewReader(bufio.NewReaderSize(fullReader{narStream}, 1<<20))
 	nr.LimitPath(sub.Store.MaxNARPath())
 	if err := nar.RestoreFrom(nr, contents); err != nil {
-		return fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err)
+		return file.cause(fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err))
 	}
 	if err := nr.CheckEOF(); err != nil {
-		return fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err)
+		return file.cause(fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err))
 	}
 	if got := uint64(nr.NarSize()); got != ni.NarSize {
 		return &MismatchError{Path: full, URL: url, What: "NarSize", Want: fmt.Sprint(ni.NarSize), Got: fmt.Sprint(got)}
@@ -182,27 +186,54 @@ func checkFile(ni *narinfo.NarInfo, file *hashingReader, full, url string) error
 	return nil
 }
 
+// maxFileSize bounds the file of a NAR of narSize bytes when the narinfo
+// gives no FileSize: no compressor Nix uses makes a file grow by more than
+// a few percent (stored blocks, headers), so a file beyond this is not a
+// compression of that NAR, and reading stops there rather than draining
+// whatever the cache sends (zstd skippable frames, say).
+func maxFileSize(narSize uint64) uint64 {
+	if narSize > math.MaxUint64/2 {
+		return math.MaxUint64 - 1
+	}
+	return narSize + narSize/16 + 1<<20
+}
+
 // hashingReader hashes and counts the file as it is read, refuses to read
-// more than limit bytes (when limit is not 0), and reports progress about
-// every MiB.
+// more than limit bytes (it never asks the source for more than one byte
+// past limit), and reports progress about every MiB.
 type hashingReader struct {
 	r        io.Reader
 	h        hash.Hash
 	n        uint64
 	limit    uint64
 	url      string
+	what     string // what limit is, for the error
 	progress func(n uint64)
 	reported uint64
+	tooLong  error // set once the file went past limit
+}
+
+// cause is err, or the file's being too long when it was, which a
+// decompressor may have reported as a mere unexpected EOF.
+func (r *hashingReader) cause(err error) error {
+	if r.tooLong != nil {
+		return r.tooLong
+	}
+	return err
 }
 
 const progressEvery = 1 << 20
 
 func (r *hashingReader) Read(p []byte) (int, error) {
+	if r.n <= r.limit && r.limit-r.n < uint64(len(p)) {
+		p = p[:r.limit-r.n+1]
+	}
 	n, err := r.r.Read(p)
 	r.h.Write(p[:n])
 	r.n += uint64(n)
-	if r.limit != 0 && r.n > r.limit {
-		return n, fmt.Errorf("%s is longer than its FileSize %d", r.url, r.limit)
+	if r.n > r.limit {
+		r.tooLong = fmt.Errorf("%s is longer than %s (%d bytes)", r.url, r.what, r.limit)
+		return n, r.tooLong
 	}
 	if r.progress != nil && r.n-r.reported >= progressEvery {
 		r.report()
