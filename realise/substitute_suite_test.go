@@ -494,6 +494,11 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 				t.Fatal(err)
 			}
 		}, []string{"is for the store dir /nix/store, not /store"}},
+		{"reference-in-no-cache", func(f *fixture) storepath.Path { return f.refs }, func(t *testing.T, f *fixture, dir string) {
+			if err := os.Remove(filepath.Join(dir, f.text.HashPart()+".narinfo")); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"cannot realise /store/" + f.refs.Base(), "dependency /store/" + f.text.Base() + " failed", "names it as a reference"}},
 		{"no-cache-info", func(f *fixture) storepath.Path { return f.tree }, func(t *testing.T, f *fixture, dir string) {
 			if err := os.Remove(filepath.Join(dir, "nix-cache-info")); err != nil {
 				t.Fatal(err)
@@ -508,6 +513,9 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 			p := c.path(f)
 			err := d.w.Realise(ctx, p)
 			wantErr(t, err, c.want...)
+			if errors.Is(err, goals.ErrUnknownPath) {
+				t.Errorf("a path a cache has reads as unknown: %v", err)
+			}
 			if ok, _ := d.s.IsValid(p); ok {
 				t.Errorf("%s registered from a bad cache", p)
 			}
