@@ -292,7 +292,7 @@ func newDest(t *testing.T, f *fixture, urls []string, edit func(*SubstituterOpti
 		t.Fatal(err)
 	}
 	d.w = goals.New(s, refusingBuilder{t}, d.sub, goals.Options{})
-	t.Cleanup(func() { checkStore(t, s); s.Close() })
+	t.Cleanup(func() { d.w.Wait(); checkStore(t, s); s.Close() })
 	return d
 }
 
