@@ -10,10 +10,15 @@ package store
 // "nix-cache-info" for the cache's own description (a hash part is 32 nix32
 // characters, so the two never collide). A record with found=false is a
 // miss: the cache answered 404. The caller decides how long an answer stays
-// fresh (realise: one hour for a miss, a month for a hit, as Nix).
+// fresh (realise: one hour for a miss, a month for a hit, as Nix), and
+// sweeps stale answers out with ExpireNarInfoCache; bbolt reuses the pages
+// they held, so the file stops growing once answers expire as fast as new
+// ones come (the file itself is not shrunk: other processes open it for
+// every transaction, and replacing it under them could lose their writes).
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -127,3 +132,75 @@ func (s *Store) ForgetNarInfoCache(cache string, names ...string) error {
 		return nil
 	})
 }
+
+// NarInfoCacheExpiry says which remembered answers are stale: those older
+// than Negative (misses), Positive (narinfos) or CacheInfo
+// (nix-cache-info) at Now. A TTL of 0 or less makes every answer of its
+// kind stale.
+type NarInfoCacheExpiry struct {
+	Now                           time.Time
+	Negative, Positive, CacheInfo time.Duration
+}
+
+// ExpireNarInfoCache deletes the stale answers, in one transaction, and
+// returns how many. A store with no stale answer is not written to.
+func (s *Store) ExpireNarInfoCache(e NarInfoCacheExpiry) (int, error) {
+	stale := func(k, v []byte) bool {
+		var r narInfoCacheRecord
+		if json.Unmarshal(v, &r) != nil {
+			return true
+		}
+		ttl := e.Positive
+		switch _, name, _ := splitPairKey(k); {
+		case name == NarInfoCacheName:
+			ttl = e.CacheInfo
+		case !r.Found:
+			ttl = e.Negative
+		}
+		return ttl <= 0 || e.Now.Sub(time.Unix(r.Time, 0)) >= ttl
+	}
+	any := false
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNarInfoCache)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if stale(k, v) {
+				any = true
+				return errStop
+			}
+			return nil
+		})
+	})
+	if err != nil && err != errStop {
+		return 0, err
+	}
+	if !any {
+		return 0, nil
+	}
+	n := 0
+	err = s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNarInfoCache)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; {
+			if stale(k, v) {
+				key := append([]byte(nil), k...)
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+				k, v = c.Seek(key) // the next key after the deleted one
+				continue
+			}
+			k, v = c.Next()
+		}
+		return nil
+	})
+	return n, err
+}
+
+var errStop = errors.New("stop")
