@@ -71,6 +71,10 @@ type SubstituterOptions struct {
 	// OnWarning, if set, hears about caches that could not be asked (down,
 	// not answering): such a cache counts as not having the path.
 	OnWarning func(msg string)
+	// QueryRate bounds the narinfo queries per second that the lookups of
+	// one uid (goals.CallerOf) may cause, with a burst of ten seconds'
+	// worth; 0 means DefaultQueryRate, <0 no bound.
+	QueryRate float64
 	// RetryDown is how long a cache that could not be reached is skipped
 	// before it is asked again (DefaultRetryDown when 0).
 	RetryDown time.Duration
@@ -84,6 +88,12 @@ type Substituter struct {
 	Store  *store.Store
 	Caches []*Cache // as configured; the order breaks ties of priority
 	opts   SubstituterOptions
+
+	limiter *limiter // nil: queries are not bounded
+	misses  misses   // misses remembered in memory
+
+	expireMu   sync.Mutex // guards lastExpire
+	lastExpire time.Time
 }
 
 var _ goals.Substituter = (*Substituter)(nil)
@@ -103,6 +113,10 @@ func NewSubstituter(s *store.Store, urls []string, opts SubstituterOptions) (*Su
 	if sub.opts.RetryDown <= 0 {
 		sub.opts.RetryDown = DefaultRetryDown
 	}
+	if sub.opts.QueryRate == 0 {
+		sub.opts.QueryRate = DefaultQueryRate
+	}
+	sub.limiter = newLimiter(sub.opts.QueryRate)
 	seen := map[string]bool{}
 	for _, u := range urls {
 		c, err := OpenCache(u, opts.HTTP)
@@ -173,11 +187,14 @@ func (sub *Substituter) Query(ctx context.Context, p storepath.Path) (*goals.Sub
 	}
 	var cands []candidate
 	var refused []error
+	var limited error // a query not made for the caller's rate
 	for i, a := range answers {
 		c := sub.Caches[i]
 		switch {
 		case a.err != nil && isTrustProblem(a.err):
 			refused = append(refused, &TrustError{Cache: c.URL, Path: sub.Store.Print(p), Err: a.err})
+		case a.err != nil && errors.Is(a.err, errRateLimited):
+			limited = a.err
 		case a.err != nil && errors.As(a.err, new(*DownError)):
 			// Skipped without asking; its warning was given when it
 			// went down.
@@ -196,6 +213,9 @@ func (sub *Substituter) Query(ctx context.Context, p storepath.Path) (*goals.Sub
 	if len(cands) == 0 {
 		if len(refused) > 0 {
 			return nil, errors.Join(refused...)
+		}
+		if limited != nil {
+			return nil, fmt.Errorf("%s: %v: %w", sub.Store.Print(p), limited, goals.ErrNoSubstitute)
 		}
 		return nil, fmt.Errorf("%s: %w", sub.Store.Print(p), goals.ErrNoSubstitute)
 	}
@@ -318,12 +338,18 @@ func (sub *Substituter) cacheInfo(ctx context.Context, c *Cache) (*narinfo.Cache
 	return c.cacheInfo(ctx, sub.Store.Dir, recall, remember, sub.opts.Now, sub.opts.RetryDown)
 }
 
-// lookup returns c's narinfo for p, nil if c does not have it.
+// lookup returns c's narinfo for p, nil if c does not have it: from
+// memory or the store's narinfo cache when they know, else from c, within
+// its caller's query rate.
 func (sub *Substituter) lookup(ctx context.Context, c *Cache, p storepath.Path) (*narinfo.NarInfo, error) {
 	name := p.HashPart() + ".narinfo"
 	where := c.URL + "/" + name
 	remember := c.backend.remote()
+	key := missKey(c.URL, p.HashPart())
 	if remember {
+		if sub.opts.NegativeTTL > 0 && sub.misses.has(key, sub.opts.Now(), sub.opts.NegativeTTL) {
+			return nil, nil
+		}
 		e, err := sub.Store.LookupNarInfoCache(c.URL, p.HashPart())
 		if err != nil {
 			return nil, err
@@ -338,6 +364,9 @@ func (sub *Substituter) lookup(ctx context.Context, c *Cache, p storepath.Path) 
 			}
 		}
 	}
+	if err := sub.limit(ctx); err != nil {
+		return nil, err
+	}
 	probe, err := c.admit(sub.opts.Now())
 	if err != nil {
 		return nil, err
@@ -348,11 +377,20 @@ func (sub *Substituter) lookup(ctx context.Context, c *Cache, p storepath.Path) 
 	if err != nil && !errors.Is(err, errNotInCache) {
 		return nil, err
 	}
-	if remember && ((found && sub.opts.PositiveTTL > 0) || (!found && sub.opts.NegativeTTL > 0)) {
+	switch {
+	case !remember:
+	case !found && sub.opts.NegativeTTL > 0:
+		sub.misses.add(key, sub.opts.Now(), sub.opts.NegativeTTL)
+		if _, user := goals.CallerOf(ctx); user {
+			break // a user's misses stay in memory
+		}
+		fallthrough
+	case found && sub.opts.PositiveTTL > 0:
 		e := store.NarInfoCacheEntry{Cache: c.URL, Name: p.HashPart(), Time: sub.opts.Now(), Found: found, Data: data}
 		if err := sub.Store.PutNarInfoCache(e); err != nil {
 			return nil, err
 		}
+		sub.maybeExpire()
 	}
 	if !found {
 		return nil, nil

@@ -52,6 +52,7 @@ var settings = []setting{
 	{name: "connect-timeout", def: "5", check: checkText[duration]},
 	{name: "narinfo-query-timeout", def: "5", check: checkText[duration]},
 	{name: "substituter-retry-after", def: "60", check: checkText[duration]},
+	{name: "narinfo-query-rate", def: "20", check: checkCount},
 }
 
 // checkText checks a value as the flag's type parses it.
