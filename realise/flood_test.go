@@ -90,3 +90,38 @@ func TestLookupFlood(t *testing.T) {
 		t.Errorf("another uid's lookup took %v", other)
 	}
 }
+
+// A user's misses live in this process's memory, yet a storefs copy --to
+// in another process (ForgetNarInfoCache) makes them stale.
+func TestMemoryMissForgotten(t *testing.T) {
+	f := newFixture(t)
+	dir := f.writeCache(t, "none", f.trusted)
+	file := filepath.Join(dir, f.tree.HashPart()+".narinfo")
+	saved, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(file)
+	srv := newFaultServer(t, dir)
+	d := newDest(t, f, []string{srv.URL}, nil)
+	user := goals.WithCaller(context.Background(), 1000)
+	if err := d.w.Realise(user, f.tree); !errors.Is(err, goals.ErrUnknownPath) {
+		t.Fatalf("first lookup: %v", err)
+	}
+	n := srv.total()
+	if err := d.w.Realise(user, f.tree); !errors.Is(err, goals.ErrUnknownPath) || srv.total() != n {
+		t.Errorf("second lookup: %v, %d more requests; want the remembered miss", err, srv.total()-n)
+	}
+	if e, _ := d.s.LookupNarInfoCache(srv.URL, f.tree.HashPart()); e != nil {
+		t.Errorf("a user's miss was written to the database: %+v", e)
+	}
+	if err := os.WriteFile(file, saved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.s.ForgetNarInfoCache(srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.w.Realise(user, f.tree); err != nil {
+		t.Errorf("lookup after the cache was written to: %v", err)
+	}
+}

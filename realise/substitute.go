@@ -347,8 +347,14 @@ func (sub *Substituter) lookup(ctx context.Context, c *Cache, p storepath.Path) 
 	remember := c.backend.remote()
 	key := missKey(c.URL, p.HashPart())
 	if remember {
-		if sub.opts.NegativeTTL > 0 && sub.misses.has(key, sub.opts.Now(), sub.opts.NegativeTTL) {
-			return nil, nil
+		if t, ok := sub.misses.get(key, sub.opts.Now(), sub.opts.NegativeTTL); ok && sub.opts.NegativeTTL > 0 {
+			forgot, err := sub.Store.NarInfoCacheForgotten(c.URL)
+			if err != nil {
+				return nil, err
+			}
+			if t.After(forgot.Add(time.Second)) { // forgot has whole seconds
+				return nil, nil
+			}
 		}
 		e, err := sub.Store.LookupNarInfoCache(c.URL, p.HashPart())
 		if err != nil {

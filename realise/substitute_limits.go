@@ -22,9 +22,10 @@ import (
 // not bounded.
 //
 // Misses are remembered in memory (at most maxMemoryMisses, for
-// NegativeTTL); only those of requests without a caller are also written
-// to the store's narinfo cache, so that no user's lookups grow the
-// database. The database's narinfo cache is swept of answers older than
+// NegativeTTL, and not past the cache's store.NarInfoCacheForgotten, which
+// storefs copy --to sets in whatever process); only those of requests
+// without a caller are also written to the store's narinfo cache, so that
+// no user's lookups grow the database. The database's narinfo cache is swept of answers older than
 // their TTL at most once every expireEvery.
 
 const (
@@ -127,7 +128,8 @@ type misses struct {
 
 func missKey(cache, hashPart string) string { return cache + "\x00" + hashPart }
 
-func (m *misses) has(key string, now time.Time, ttl time.Duration) bool {
+// get returns when key's miss was remembered, if within ttl.
+func (m *misses) get(key string, now time.Time, ttl time.Duration) (time.Time, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.m[key]
@@ -135,7 +137,7 @@ func (m *misses) has(key string, now time.Time, ttl time.Duration) bool {
 		delete(m.m, key)
 		ok = false
 	}
-	return ok
+	return t, ok
 }
 
 func (m *misses) add(key string, now time.Time, ttl time.Duration) {

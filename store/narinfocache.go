@@ -6,9 +6,10 @@ package store
 //	narinfoCache                         made on first use
 //	└── <cache URL> 0x00 <name> -> JSON of narInfoCacheRecord
 //
-// <name> is a store path's hash part for a narinfo lookup, or
-// "nix-cache-info" for the cache's own description (a hash part is 32 nix32
-// characters, so the two never collide). A record with found=false is a
+// <name> is a store path's hash part for a narinfo lookup, "nix-cache-info"
+// for the cache's own description, or "forgotten" for when its answers were
+// last forgotten (a hash part is 32 nix32 characters, so they never
+// collide). A record with found=false is a
 // miss: the cache answered 404. The caller decides how long an answer stays
 // fresh (realise: one hour for a miss, a month for a hit, as Nix), and
 // sweeps stale answers out with ExpireNarInfoCache; bbolt reuses the pages
@@ -100,13 +101,25 @@ func (s *Store) PutNarInfoCache(entries ...NarInfoCacheEntry) error {
 	})
 }
 
+// narInfoForgottenName is the record of when a cache's answers were last
+// forgotten, so that answers other processes hold in memory can be judged.
+const narInfoForgottenName = "forgotten"
+
 // ForgetNarInfoCache forgets the answers of cache for names, or all of its
-// answers when names is empty (after writing to the cache, say).
+// answers when names is empty (after writing to the cache, say), and
+// records when (NarInfoCacheForgotten).
 func (s *Store) ForgetNarInfoCache(cache string, names ...string) error {
 	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNarInfoCache)
-		if b == nil {
-			return nil
+		b, err := tx.CreateBucketIfNotExists(bucketNarInfoCache)
+		if err != nil {
+			return err
+		}
+		v, err := json.Marshal(narInfoCacheRecord{Time: time.Now().Unix()})
+		if err != nil {
+			return err
+		}
+		if err := b.Put(narInfoCacheKey(cache, narInfoForgottenName), v); err != nil {
+			return err
 		}
 		if len(names) > 0 {
 			for _, n := range names {
@@ -117,8 +130,10 @@ func (s *Store) ForgetNarInfoCache(cache string, names ...string) error {
 			return nil
 		}
 		var keys [][]byte
-		err := forEachPair(b, cache, func(second string, _ []byte) error {
-			keys = append(keys, narInfoCacheKey(cache, second))
+		err = forEachPair(b, cache, func(second string, _ []byte) error {
+			if second != narInfoForgottenName {
+				keys = append(keys, narInfoCacheKey(cache, second))
+			}
 			return nil
 		})
 		if err != nil {
@@ -131,6 +146,17 @@ func (s *Store) ForgetNarInfoCache(cache string, names ...string) error {
 		}
 		return nil
 	})
+}
+
+// NarInfoCacheForgotten is when ForgetNarInfoCache last forgot answers of
+// cache (in any process), or the zero time. An answer remembered in memory
+// before then is stale.
+func (s *Store) NarInfoCacheForgotten(cache string) (time.Time, error) {
+	e, err := s.LookupNarInfoCache(cache, narInfoForgottenName)
+	if err != nil || e == nil {
+		return time.Time{}, err
+	}
+	return e.Time, nil
 }
 
 // NarInfoCacheExpiry says which remembered answers are stale: those older
@@ -152,6 +178,8 @@ func (s *Store) ExpireNarInfoCache(e NarInfoCacheExpiry) (int, error) {
 		}
 		ttl := e.Positive
 		switch _, name, _ := splitPairKey(k); {
+		case name == narInfoForgottenName:
+			ttl = max(e.Negative, e.Positive)
 		case name == NarInfoCacheName:
 			ttl = e.CacheInfo
 		case !r.Found:
