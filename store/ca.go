@@ -19,8 +19,10 @@ var ErrAddressNotPath = errors.New("content address does not make the path")
 // narinfo's CA field, which no signature covers): with the path's name and
 // references it must make info.Path (else an error wrapping
 // ErrAddressNotPath), and the contents at contents must hash to it (else
-// ErrAddressMismatch): the NAR for fixed:r:, the file's bytes for fixed:
-// and text:, which are non-executable regular files. A zero CA passes.
+// ErrAddressMismatch): the NAR for fixed:r:, the bytes of a regular file
+// for fixed: and text: (never executable for text:, which Nix always
+// writes as a plain file; Nix 2.8's add-fixed keeps a flat file's
+// executable bit). A zero CA passes.
 func (s *Store) CheckContentAddress(info *PathInfo, contents string) error {
 	ca := info.CA
 	if ca.IsZero() {
@@ -57,8 +59,12 @@ func (s *Store) CheckContentAddress(info *PathInfo, contents string) error {
 		if err != nil {
 			return fmt.Errorf("checking content address %s: %w", ca, err)
 		}
-		if !st.Mode().IsRegular() || st.Mode()&0o100 != 0 {
-			return fmt.Errorf("content address %s needs a non-executable regular file, the contents are %s: %w", ca, st.Mode(), ErrAddressMismatch)
+		if !st.Mode().IsRegular() || ca.Text && st.Mode()&0o100 != 0 {
+			what := "a regular file"
+			if ca.Text {
+				what = "a non-executable regular file"
+			}
+			return fmt.Errorf("content address %s needs %s, the contents are %s: %w", ca, what, st.Mode(), ErrAddressMismatch)
 		}
 		f, err := os.Open(contents)
 		if err != nil {

@@ -313,17 +313,15 @@ func inferCA(dir storepath.Dir, info *PathInfo, contents string, others []storep
 	if !st.Mode().IsRegular() || self || st.Size() > textProbeMax && !info.Path.IsDerivation() {
 		return storepath.ContentAddress{}, nil
 	}
-	// A text or flat path is a plain file: its address hashes the bytes
-	// only, so an executable bit in the NAR would go unchecked.
-	if st.Mode()&0o100 != 0 {
-		return storepath.ContentAddress{}, nil
-	}
 	data, err := readSmallFile(contents)
 	if err != nil {
 		return storepath.ContentAddress{}, err
 	}
 	h := nixhash.Sum(nixhash.SHA256, data)
-	if ca := (storepath.ContentAddress{Text: true, Hash: h}); try(ca, others, false) {
+	// A text path is a plain file: its address hashes the bytes only, so
+	// an executable bit in the NAR would go unchecked. (A flat fixed path
+	// may be executable: Nix 2.8's add-fixed keeps the bit.)
+	if ca := (storepath.ContentAddress{Text: true, Hash: h}); st.Mode()&0o100 == 0 && try(ca, others, false) {
 		return ca, nil
 	}
 	if ca := (storepath.ContentAddress{Hash: h}); len(others) == 0 && try(ca, nil, false) {
