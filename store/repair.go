@@ -1,11 +1,13 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
@@ -29,7 +31,13 @@ import (
 // them). If nothing matches, every mode, owner and time is put back as it
 // was found, and the path is left for Check to report (its contents
 // differ from the record; only a substitute or a rebuild can mend it).
+// Before it changes anything of a path it writes a journal of how it found
+// it (repair/<base>.json); a Repair killed half way is undone by the next
+// one, which then starts the path again.
 func (s *Store) Repair() error {
+	if err := s.replayRepairJournals(); err != nil {
+		return err
+	}
 	names, err := readDirNames(s.BackingDir())
 	if err != nil {
 		return err
@@ -97,9 +105,24 @@ func (s *Store) repairContents(p storepath.Path) error {
 	if err != nil {
 		return fmt.Errorf("repairing %s: %w", s.Print(p), err)
 	}
+	// The journal lets the next Repair put everything back should this
+	// one be killed half way.
+	journal, err := s.writeRepairJournal(p, before)
+	if err != nil {
+		return fmt.Errorf("repairing %s: %w", s.Print(p), err)
+	}
+	done := func() error {
+		if err := syncFS(s.BackingDir()); err != nil {
+			return err
+		}
+		return removeJournal(journal)
+	}
 	fail := func(err error) error {
 		if rerr := before.restore(); rerr != nil {
 			return fmt.Errorf("repairing %s: %v; putting back its modes and times: %w", s.Print(p), err, rerr)
+		}
+		if jerr := done(); jerr != nil {
+			return fmt.Errorf("repairing %s: %v; %w", s.Print(p), err, jerr)
 		}
 		return fmt.Errorf("repairing %s: %w", s.Print(p), err)
 	}
@@ -134,7 +157,7 @@ func (s *Store) repairContents(p storepath.Path) error {
 			return fail(err)
 		}
 		if got == info.NarHash && size == info.NarSize {
-			return nil
+			return done()
 		}
 	}
 	return fail(fmt.Errorf("%w: canonical contents have NAR hash %s and size %d, the record says %s and %d; left as found",
@@ -176,6 +199,142 @@ type snapEntry struct {
 	mtime    unix.Timespec
 }
 
+// A repair journal, repair/<base>.json, holds the snapshot of a path taken
+// before Repair changed anything of it, as JSON: {"entries": [{"path":
+// <relative to the path, "" for itself>, "mode", "uid", "gid", "atime",
+// "mtime" (nanoseconds)}...]}. It is written (and synced) before the first
+// change and removed once the path is repaired or put back (and synced);
+// one left by a killed Repair is put back by the next.
+const repairDir = "repair"
+
+type journalEntry struct {
+	Path  string `json:"path"`
+	Mode  uint32 `json:"mode"`
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	Atime int64  `json:"atime"`
+	Mtime int64  `json:"mtime"`
+}
+
+func (s *Store) writeRepairJournal(p storepath.Path, snap *treeSnapshot) (string, error) {
+	dir := filepath.Join(s.State, repairDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	real := s.RealPath(p)
+	var j struct {
+		Entries []journalEntry `json:"entries"`
+	}
+	for _, e := range snap.entries {
+		rel, err := filepath.Rel(real, e.path)
+		if err != nil {
+			return "", err
+		}
+		if rel == "." {
+			rel = ""
+		}
+		j.Entries = append(j.Entries, journalEntry{rel, e.mode, e.uid, e.gid, e.atime.Nano(), e.mtime.Nano()})
+	}
+	data, err := json.Marshal(j)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	name := filepath.Join(dir, p.Base()+".json")
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("repair journal: %w", err)
+	}
+	return name, nil
+}
+
+func removeJournal(name string) error {
+	if err := os.Remove(name); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return syncDir(filepath.Dir(name))
+}
+
+// replayRepairJournals puts back the paths a killed Repair left half done.
+func (s *Store) replayRepairJournals() error {
+	dir := filepath.Join(s.State, repairDir)
+	names, err := readDirNames(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		file := filepath.Join(dir, name)
+		base, ok := strings.CutSuffix(name, ".json")
+		p, perr := storepath.ParseBase(base)
+		if !ok || perr != nil {
+			os.Remove(file) // a journal cut short before its rename
+			continue
+		}
+		l, err := s.TryLock(p)
+		if err != nil || l == nil {
+			continue
+		}
+		err = s.replayJournal(p, file)
+		l.Unlock()
+		if err != nil {
+			return fmt.Errorf("repair journal %s: %w", file, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) replayJournal(p storepath.Path, file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var j struct {
+		Entries []journalEntry `json:"entries"`
+	}
+	if err := json.Unmarshal(data, &j); err != nil {
+		return removeJournal(file) // written whole or not at all: not ours
+	}
+	real := s.RealPath(p)
+	snap := &treeSnapshot{}
+	for _, e := range j.Entries {
+		if strings.Contains("/"+e.Path+"/", "/../") {
+			return fmt.Errorf("entry %q leaves the path", e.Path)
+		}
+		snap.entries = append(snap.entries, snapEntry{
+			path: filepath.Join(real, e.Path), mode: e.Mode, uid: e.UID, gid: e.GID,
+			atime: unix.NsecToTimespec(e.Atime), mtime: unix.NsecToTimespec(e.Mtime),
+		})
+	}
+	if _, err := os.Lstat(real); err == nil {
+		if err := snap.restore(); err != nil {
+			return err
+		}
+		if err := syncFS(s.BackingDir()); err != nil {
+			return err
+		}
+	}
+	return removeJournal(file)
+}
+
 func snapshotTree(root string) (*treeSnapshot, error) {
 	snap := &treeSnapshot{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -199,6 +358,9 @@ func (t *treeSnapshot) restore() error {
 	var errs []error
 	for i := len(t.entries) - 1; i >= 0; i-- {
 		e := t.entries[i]
+		if _, err := os.Lstat(e.path); os.IsNotExist(err) {
+			continue // nothing to put back
+		}
 		if err := unix.Fchownat(unix.AT_FDCWD, e.path, int(e.uid), int(e.gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", e.path, err))
 		}

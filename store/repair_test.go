@@ -2,10 +2,15 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -129,4 +134,109 @@ func TestRepairDrift(t *testing.T) {
 			})
 		}
 	}
+}
+
+// repairHelperEnv makes TestRepairHelper run Repair on the store whose
+// state dir it names: the process TestRepairKilled kills.
+const repairHelperEnv = "STOREFS_TEST_REPAIR_STATE"
+
+func TestRepairHelper(t *testing.T) {
+	state := os.Getenv(repairHelperEnv)
+	if state == "" {
+		t.Skip("run by TestRepairKilled")
+	}
+	s, err := Open("/store", state, Options{})
+	must(t, err)
+	must(t, s.Repair())
+}
+
+// Repair killed (SIGKILL) at random points never leaves a path worse than
+// it found it: after the next Repair replays its journal, the path is as
+// it was found or repaired, and a Repair run to its end repairs it.
+func TestRepairKilled(t *testing.T) {
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "tree")
+	for i := 0; i < 300; i++ {
+		mode := os.FileMode(0o644)
+		if i%100 == 0 {
+			mode = 0o755
+		}
+		must(t, os.MkdirAll(filepath.Join(src, fmt.Sprint(i%10)), 0o755))
+		must(t, os.WriteFile(filepath.Join(src, fmt.Sprint(i%10), fmt.Sprint(i)), []byte(fmt.Sprint(i)), mode))
+	}
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	t.Logf("seed %d", seed)
+	var found, repaired, other int
+	var full time.Duration // how long an unkilled helper takes, measured by trial 0
+	for trial := 0; trial < 16; trial++ {
+		state := t.TempDir()
+		s, err := Open("/store", state, Options{})
+		must(t, err)
+		info, err := s.AddPath(ctx, src, true, nixhash.SHA256)
+		must(t, err)
+		real := s.RealPath(info.Path)
+		// Every mtime drifts; the executables lose their bit.
+		ts := []unix.Timespec{{Sec: 99}, {Sec: 99}}
+		must(t, filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if st, _ := d.Info(); st != nil && st.Mode()&0o100 != 0 && !d.IsDir() {
+				must(t, os.Chmod(p, 0o644))
+			}
+			return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+		}))
+		drifted, err := snapshotTree(real)
+		must(t, err)
+
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRepairHelper$")
+		cmd.Env = append(os.Environ(), repairHelperEnv+"="+state)
+		start := time.Now()
+		must(t, cmd.Start())
+		var delay time.Duration
+		if trial == 0 {
+			must(t, cmd.Wait())
+			full = time.Since(start)
+			t.Logf("an unkilled Repair process takes %v", full)
+		} else {
+			delay = time.Duration(rng.Int64N(int64(full) * 3 / 2))
+			time.Sleep(delay)
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+
+		must(t, s.replayRepairJournals())
+		now, err := snapshotTree(real)
+		must(t, err)
+		probs, err := s.Check(CheckOptions{Contents: true})
+		must(t, err)
+		switch {
+		case sameMeta(drifted, now):
+			found++
+		case len(probs) == 0:
+			repaired++
+		default:
+			other++
+			t.Errorf("trial %d, killed after %v: neither as found nor repaired: %v", trial, delay, probs)
+		}
+		must(t, s.Repair())
+		checkClean(t, s)
+	}
+	t.Logf("after a kill: %d as found, %d repaired, %d otherwise", found, repaired, other)
+}
+
+// sameMeta compares snapshots but for access times.
+func sameMeta(a, b *treeSnapshot) bool {
+	if len(a.entries) != len(b.entries) {
+		return false
+	}
+	for i := range a.entries {
+		x, y := a.entries[i], b.entries[i]
+		x.atime, y.atime = unix.Timespec{}, unix.Timespec{}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
