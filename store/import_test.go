@@ -77,7 +77,7 @@ func TestImportRefusesTooDeep(t *testing.T) {
 		if c.ok != (err == nil) {
 			t.Errorf("depth %d: error %v, want ok=%v", c.depth, err, c.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "levels deep") {
+		if err != nil && !strings.Contains(err.Error(), "at depth") {
 			t.Errorf("error %q does not say how deep", err)
 		}
 		if c.ok {

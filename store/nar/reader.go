@@ -319,7 +319,7 @@ func (r *Reader) Next() (*Header, error) {
 			top.last = name
 			if r.maxPath != 0 && len(path) > r.maxPath {
 				r.path = path[:min(len(path), 200)] + "..."
-				return nil, r.failf(nameOff, "entry %d levels deep has a path of %d bytes, more than the %d the store can hold (PATH_MAX)",
+				return nil, r.failf(nameOff, "entry at depth %d has a path of %d bytes, more than the %d the store can hold (PATH_MAX)",
 					len(r.stack), len(path), max(r.maxPath, 0))
 			}
 			if err := r.expect("node"); err != nil {
