@@ -318,7 +318,10 @@ func (r *Reader) Next() (*Header, error) {
 			}
 			top.last = name
 			if r.maxPath != 0 && len(path) > r.maxPath {
-				r.path = path[:min(len(path), 200)] + "..."
+				r.path = path
+				if len(path) > 200 {
+					r.path = path[:200] + "..."
+				}
 				return nil, r.failf(nameOff, "entry at depth %d has a path of %d bytes, more than the %d the store can hold (PATH_MAX)",
 					len(r.stack), len(path), max(r.maxPath, 0))
 			}

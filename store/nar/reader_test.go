@@ -447,10 +447,10 @@ func TestReaderLimitPath(t *testing.T) {
 	}{
 		{0, ""},
 		{8, ""},
-		{7, `(entry "a/bb/ccc..."): entry at depth 3 has a path of 8 bytes, more than the 7`},
-		{4, `(entry "a/bb/ccc..."): entry at depth 3 has a path of 8 bytes, more than the 4`},
-		{3, `(entry "a/bb..."): entry at depth 2 has a path of 4 bytes, more than the 3`},
-		{-1, `(entry "a..."): entry at depth 1 has a path of 1 bytes, more than the 0`},
+		{7, `(entry "a/bb/ccc"): entry at depth 3 has a path of 8 bytes, more than the 7`},
+		{4, `(entry "a/bb/ccc"): entry at depth 3 has a path of 8 bytes, more than the 4`},
+		{3, `(entry "a/bb"): entry at depth 2 has a path of 4 bytes, more than the 3`},
+		{-1, `(entry "a"): entry at depth 1 has a path of 1 bytes, more than the 0`},
 	} {
 		r := NewReader(bytes.NewReader(nar))
 		if c.limit != 0 {
