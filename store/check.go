@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
@@ -99,6 +100,11 @@ func (s *Store) Check(opts CheckOptions) ([]Problem, error) {
 		onDisk[name] = true
 		if !valid[name] {
 			add(s.BackingDir()+"/"+name, "backing entry has no database record")
+		}
+	}
+	if journals, err := readDirNames(filepath.Join(s.State, repairDir)); err == nil {
+		for _, j := range journals {
+			add(filepath.Join(s.State, repairDir, j), "a killed repair left this journal; storefs verify --repair puts the path back and repairs it")
 		}
 	}
 	for base := range valid {
