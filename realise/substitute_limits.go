@@ -175,7 +175,8 @@ func (sub *Substituter) limit(ctx context.Context) error {
 }
 
 // maybeExpire sweeps the store's narinfo cache of stale answers, at most
-// once every expireEvery per Substituter.
+// once every expireEvery: the store remembers when any process last did,
+// and this Substituter asks it at most that often.
 func (sub *Substituter) maybeExpire() {
 	now := sub.opts.Now()
 	sub.expireMu.Lock()
@@ -188,7 +189,7 @@ func (sub *Substituter) maybeExpire() {
 		return
 	}
 	_, err := sub.Store.ExpireNarInfoCache(store.NarInfoCacheExpiry{
-		Now: now, Negative: sub.opts.NegativeTTL, Positive: sub.opts.PositiveTTL, CacheInfo: DefaultCacheInfoTTL,
+		Now: now, Negative: sub.opts.NegativeTTL, Positive: sub.opts.PositiveTTL, CacheInfo: DefaultCacheInfoTTL, Every: expireEvery,
 	})
 	if err != nil {
 		sub.warn(fmt.Sprintf("expiring the narinfo cache: %v", err))

@@ -18,6 +18,7 @@ package store
 // every transaction, and replacing it under them could lose their writes).
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -166,12 +167,23 @@ func (s *Store) NarInfoCacheForgotten(cache string) (time.Time, error) {
 type NarInfoCacheExpiry struct {
 	Now                           time.Time
 	Negative, Positive, CacheInfo time.Duration
+	// Every skips the sweep when one (by any process) ended less than
+	// this long before Now; 0 sweeps always.
+	Every time.Duration
 }
 
+// keySweep (an empty cache URL, which no cache has) records when the
+// narinfo cache was last swept.
+var keySweep = pairKey("", "sweep")
+
 // ExpireNarInfoCache deletes the stale answers, in one transaction, and
-// returns how many. A store with no stale answer is not written to.
+// returns how many. A store with no stale answer is not written to but
+// for the time of the sweep, when Every asks for it.
 func (s *Store) ExpireNarInfoCache(e NarInfoCacheExpiry) (int, error) {
 	stale := func(k, v []byte) bool {
+		if bytes.Equal(k, keySweep) {
+			return false
+		}
 		var r narInfoCacheRecord
 		if json.Unmarshal(v, &r) != nil {
 			return true
@@ -187,11 +199,18 @@ func (s *Store) ExpireNarInfoCache(e NarInfoCacheExpiry) (int, error) {
 		}
 		return ttl <= 0 || e.Now.Sub(time.Unix(r.Time, 0)) >= ttl
 	}
-	any := false
+	any, recent := false, false
 	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketNarInfoCache)
 		if b == nil {
 			return nil
+		}
+		if v := b.Get(keySweep); v != nil && e.Every > 0 {
+			var r narInfoCacheRecord
+			if json.Unmarshal(v, &r) == nil && e.Now.Sub(time.Unix(r.Time, 0)) < e.Every {
+				recent = true
+				return nil
+			}
 		}
 		return b.ForEach(func(k, v []byte) error {
 			if stale(k, v) {
@@ -204,13 +223,25 @@ func (s *Store) ExpireNarInfoCache(e NarInfoCacheExpiry) (int, error) {
 	if err != nil && err != errStop {
 		return 0, err
 	}
-	if !any {
+	if recent || !any && e.Every <= 0 {
 		return 0, nil
 	}
 	n := 0
 	err = s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNarInfoCache)
-		if b == nil {
+		b, err := tx.CreateBucketIfNotExists(bucketNarInfoCache)
+		if err != nil {
+			return err
+		}
+		if e.Every > 0 {
+			v, err := json.Marshal(narInfoCacheRecord{Time: e.Now.Unix()})
+			if err != nil {
+				return err
+			}
+			if err := b.Put(keySweep, v); err != nil {
+				return err
+			}
+		}
+		if !any {
 			return nil
 		}
 		c := b.Cursor()

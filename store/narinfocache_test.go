@@ -112,3 +112,30 @@ func TestExpireNarInfoCache(t *testing.T) {
 		t.Errorf("the database grew from %d to %d bytes though every answer expired", sizes[1], sizes[5])
 	}
 }
+
+// With Every, a sweep is skipped while another (by any process) is recent.
+func TestExpireNarInfoCacheEvery(t *testing.T) {
+	s, err := Open("/store", t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1700000000, 0)
+	old := NarInfoCacheEntry{Cache: "http://c", Name: "m", Time: now.Add(-2 * time.Hour)}
+	e := NarInfoCacheExpiry{Now: now, Negative: time.Hour, Positive: time.Hour, CacheInfo: time.Hour, Every: time.Hour}
+	must(t, s.PutNarInfoCache(old))
+	if n, err := s.ExpireNarInfoCache(e); err != nil || n != 1 {
+		t.Fatalf("first sweep: %d %v", n, err)
+	}
+	must(t, s.PutNarInfoCache(old))
+	e.Now = now.Add(30 * time.Minute)
+	if n, err := s.ExpireNarInfoCache(e); err != nil || n != 0 {
+		t.Errorf("sweep within Every: %d %v, want it skipped", n, err)
+	}
+	e.Now = now.Add(61 * time.Minute)
+	if n, err := s.ExpireNarInfoCache(e); err != nil || n != 1 {
+		t.Errorf("sweep after Every: %d %v", n, err)
+	}
+	if e, err := s.LookupNarInfoCache("", "sweep"); err != nil || e == nil {
+		t.Errorf("the sweep record: %v %v", e, err)
+	}
+}
