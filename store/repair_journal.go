@@ -205,4 +205,3 @@ func (t *treeSnapshot) restore() error {
 	}
 	return errors.Join(errs...)
 }
-
