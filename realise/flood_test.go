@@ -125,3 +125,42 @@ func TestMemoryMissForgotten(t *testing.T) {
 		t.Errorf("lookup after the cache was written to: %v", err)
 	}
 }
+
+// The limiter lets a burst through, makes the next ones wait up to
+// maxQueryWait, refuses the rest (warning once), and keeps uids apart.
+func TestLimiter(t *testing.T) {
+	const rate = 10
+	l := newLimiter(rate)
+	now := time.Unix(1700000000, 0)
+	var ok, refused, warned atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range rate*queryBurstSecs + 15 {
+		wg.Go(func() {
+			err := l.wait(context.Background(), 1000, now)
+			var re *RateError
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.As(err, &re):
+				refused.Add(1)
+				if re.Warn {
+					warned.Add(1)
+				}
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d through, %d refused (%d warned) in %v", ok.Load(), refused.Load(), warned.Load(), time.Since(start).Round(time.Millisecond))
+	if want := int64(rate*queryBurstSecs + rate*maxQueryWait/time.Second); ok.Load() != want || refused.Load() != 15-rate || warned.Load() != 1 {
+		t.Errorf("%d through (want %d), %d refused (want %d), %d warned (want 1)", ok.Load(), want, refused.Load(), 15-rate, warned.Load())
+	}
+	if err := l.wait(context.Background(), 1001, now); err != nil {
+		t.Errorf("another uid: %v", err)
+	}
+	if err := l.wait(context.Background(), 1000, now.Add(time.Second)); err != nil {
+		t.Errorf("a second later: %v", err)
+	}
+}

@@ -195,6 +195,9 @@ func (sub *Substituter) Query(ctx context.Context, p storepath.Path) (*goals.Sub
 			refused = append(refused, &TrustError{Cache: c.URL, Path: sub.Store.Print(p), Err: a.err})
 		case a.err != nil && errors.Is(a.err, errRateLimited):
 			limited = a.err
+			if re := new(RateError); errors.As(a.err, &re) && re.Warn {
+				sub.warn(fmt.Sprintf("%v: lookups count as misses (warned once a minute)", a.err))
+			}
 		case a.err != nil && errors.As(a.err, new(*DownError)):
 			// Skipped without asking; its warning was given when it
 			// went down.

@@ -48,6 +48,9 @@ var errRateLimited = errors.New("over the narinfo query rate")
 type RateError struct {
 	UID  uint32
 	Rate float64
+	// Warn is set on the first refusal of a uid in a minute: the one to
+	// tell the operator about.
+	Warn bool
 }
 
 func (e *RateError) Error() string {
@@ -68,7 +71,11 @@ type limiter struct {
 type bucket struct {
 	tokens float64
 	last   time.Time
+	warned time.Time // when a refusal was last warned about
 }
+
+// rateWarnEvery is how often one uid's refusals are warned about.
+const rateWarnEvery = time.Minute
 
 func newLimiter(rate float64) *limiter {
 	if rate <= 0 {
@@ -102,8 +109,12 @@ func (l *limiter) wait(ctx context.Context, uid uint32, now time.Time) error {
 		delay = time.Duration(-b.tokens / l.rate * float64(time.Second))
 		if delay > maxQueryWait {
 			b.tokens++
+			warn := now.Sub(b.warned) >= rateWarnEvery
+			if warn {
+				b.warned = now
+			}
 			l.mu.Unlock()
-			return &RateError{UID: uid, Rate: l.rate}
+			return &RateError{UID: uid, Rate: l.rate, Warn: warn}
 		}
 	}
 	l.mu.Unlock()
