@@ -398,6 +398,24 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 		}
 		sameInfo(t, f.src, d.s, f.out, "trusted-1")
 	})
+	t.Run("output-with-a-reference-in-no-cache", func(t *testing.T) {
+		// The output's narinfo (signed) names a reference no cache has:
+		// the error names that reference and says --fallback would build.
+		dir := f.writeCache(t, "zstd", f.trusted)
+		ghost, _ := storepath.ParseBase("00000000000000000000000000000000-ghost")
+		editNarInfo(t, dir, f.out, &f.trusted, func(ni *narinfo.NarInfo) {
+			ni.References = append(ni.References, ghost)
+		})
+		d := newDest(t, f, []string{serve(t, dir)}, nil)
+		if err := d.w.Realise(ctx, f.text); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.s.AddDerivation(ctx, failingDerivation(f.text)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := d.w.BuildDerivation(ctx, f.drv)
+		wantErr(t, err, "dependency /store/"+ghost.Base()+" failed", "names it as a reference", "--fallback")
+	})
 	t.Run("derivation-itself", func(t *testing.T) {
 		dir := f.writeCache(t, "none", f.trusted)
 		d := newDest(t, f, []string{serve(t, dir)}, nil)
