@@ -67,7 +67,9 @@
 // goals it starts; a requester that joins a running goal shares its
 // result. So two daemon clients, or a `storefs realise` and the mount, ask
 // with their own options of one worker, one set of slots and one goal per
-// path.
+// path. A lookup through the mount also carries its caller's uid
+// (WithCaller, Request.Caller, CallerOf), by which a substituter bounds
+// the cache queries one user causes.
 //
 // # Lock order
 //

@@ -31,6 +31,32 @@ type Request struct {
 	// Substituter, if set, replaces the worker's (a client's own
 	// substituters).
 	Substituter Substituter
+	// Caller is who asked, when the mount knows it (WithCaller); nil
+	// otherwise. A substituter bounds the cache queries one uid causes.
+	Caller *Caller
+}
+
+// Caller is the process whose lookup through the mount asked for a path.
+type Caller struct{ UID uint32 }
+
+type callerKey struct{}
+
+// WithCaller marks requests with ctx as coming from uid (the mount's
+// lookups); the goals they start carry it in their Request.Caller.
+func WithCaller(ctx context.Context, uid uint32) context.Context {
+	return context.WithValue(ctx, callerKey{}, Caller{UID: uid})
+}
+
+// CallerOf is the caller of the request or goal that ctx belongs to, if
+// known.
+func CallerOf(ctx context.Context) (Caller, bool) {
+	if c, ok := ctx.Value(callerKey{}).(Caller); ok {
+		return c, true
+	}
+	if r, ok := ctx.Value(requestKey{}).(Request); ok && r.Caller != nil {
+		return *r.Caller, true
+	}
+	return Caller{}, false
 }
 
 type requestKey struct{}
@@ -43,10 +69,14 @@ func WithRequest(ctx context.Context, r Request) context.Context {
 
 // request is the Request in ctx, or the worker's defaults.
 func (w *Worker) request(ctx context.Context) Request {
-	if r, ok := ctx.Value(requestKey{}).(Request); ok {
-		return r
+	r, ok := ctx.Value(requestKey{}).(Request)
+	if !ok {
+		r = w.opts.Request
 	}
-	return w.opts.Request
+	if c, ok := ctx.Value(callerKey{}).(Caller); ok {
+		r.Caller = &c
+	}
+	return r
 }
 
 // substituter is the substituter of ctx's request; nil: none.

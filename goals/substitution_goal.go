@@ -43,6 +43,11 @@ func (w *Worker) substReferences(ctx context.Context, p storepath.Path, subst Su
 			if ctx.Err() != nil {
 				return err
 			}
+			if errors.Is(err, ErrNoSubstitute) {
+				// No cache has the reference, but one has p: that must
+				// not read as "no substituter has p" (ErrUnknownPath).
+				err = fmt.Errorf("%v, yet the narinfo of %s names it as a reference", err, w.store.Print(p))
+			}
 			return depError(w.store.Dir, p, r, err)
 		}
 		return nil

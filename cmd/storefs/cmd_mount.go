@@ -61,6 +61,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 		Passthrough: c.Passthrough,
 		IsUnknown:   func(err error) bool { return errors.Is(err, goals.ErrUnknownPath) },
 		OnFailure:   status.failed,
+		WithCaller:  goals.WithCaller,
 		Logf:        logger.Printf,
 		Debug:       c.Debug,
 	})

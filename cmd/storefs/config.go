@@ -49,6 +49,10 @@ var settings = []setting{
 	{name: "negative-ttl", def: "1s", check: checkText[duration]},
 	{name: "narinfo-cache-negative-ttl", def: "3600", check: checkText[duration]},
 	{name: "narinfo-cache-positive-ttl", def: "2592000", check: checkText[duration]},
+	{name: "connect-timeout", def: "5", check: checkText[duration]},
+	{name: "narinfo-query-timeout", def: "5", check: checkText[duration]},
+	{name: "substituter-retry-after", def: "60", check: checkText[duration]},
+	{name: "narinfo-query-rate", def: "20", check: checkCount},
 }
 
 // checkText checks a value as the flag's type parses it.
