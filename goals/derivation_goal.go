@@ -97,7 +97,8 @@ func (w *Worker) rememberedFailure(drv storepath.Path) error {
 }
 
 // trySubstitute fetches the invalid wanted outputs from binary caches, as
-// Nix does before building. An output that no cache has is built; one that
+// Nix does before building. An output that no cache has (or whose
+// references no cache has) is built; one that
 // a cache has but could not deliver (a corrupt NAR, a refused signature, a
 // network error) is an error unless Fallback is set.
 func (g *derivationGoal) trySubstitute(ctx context.Context, missing []storepath.Path) (map[string]storepath.Path, error) {
@@ -116,7 +117,7 @@ func (g *derivationGoal) trySubstitute(ctx context.Context, missing []storepath.
 	if !g.w.request(ctx).Fallback {
 		var failed []error
 		for _, err := range errs {
-			if !errors.Is(err, ErrNoSubstitute) {
+			if !errors.Is(err, ErrNoSubstitute) && !errors.Is(err, ErrIncompleteClosure) {
 				failed = append(failed, err)
 			}
 		}

@@ -64,6 +64,11 @@ type Substitute struct {
 // ErrNoSubstitute says no substituter has a path.
 var ErrNoSubstitute = errors.New("no substituter has it")
 
+// ErrIncompleteClosure says a cache has a path but no cache has one of its
+// references. A derivation goal builds then, as when no cache has the
+// output (Nix counts it so too).
+var ErrIncompleteClosure = errors.New("incomplete closure in the binary caches")
+
 // ErrUnknownPath says a path is not valid, no known derivation produces it
 // and no substituter has it.
 var ErrUnknownPath = errors.New("not valid, not an output of a known derivation, and no substituter has it")

@@ -46,7 +46,7 @@ func (w *Worker) substReferences(ctx context.Context, p storepath.Path, subst Su
 			if errors.Is(err, ErrNoSubstitute) {
 				// No cache has the reference, but one has p: that must
 				// not read as "no substituter has p" (ErrUnknownPath).
-				err = fmt.Errorf("%v, yet the narinfo of %s names it as a reference", err, w.store.Print(p))
+				err = fmt.Errorf("%w: %v, yet the narinfo of %s names it as a reference", ErrIncompleteClosure, err, w.store.Print(p))
 			}
 			return depError(w.store.Dir, p, r, err)
 		}

@@ -400,7 +400,9 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 	})
 	t.Run("output-with-a-reference-in-no-cache", func(t *testing.T) {
 		// The output's narinfo (signed) names a reference no cache has:
-		// the error names that reference and says --fallback would build.
+		// as in Nix, that output counts as not substitutable and the
+		// derivation is built, without --fallback (here: refused, as the
+		// destination builds nothing).
 		dir := f.writeCache(t, "zstd", f.trusted)
 		ghost, _ := storepath.ParseBase("00000000000000000000000000000000-ghost")
 		editNarInfo(t, dir, f.out, &f.trusted, func(ni *narinfo.NarInfo) {
@@ -410,11 +412,19 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 		if err := d.w.Realise(ctx, f.text); err != nil {
 			t.Fatal(err)
 		}
+		// Without its derivation, the error names the reference.
+		if err := d.w.Realise(ctx, f.out); !errors.Is(err, goals.ErrIncompleteClosure) {
+			t.Errorf("substituting %s: %v, want ErrIncompleteClosure", f.out, err)
+		} else {
+			wantErr(t, err, "dependency /store/"+ghost.Base()+" failed", "names it as a reference")
+		}
 		if _, err := d.s.AddDerivation(ctx, failingDerivation(f.text)); err != nil {
 			t.Fatal(err)
 		}
 		_, err := d.w.BuildDerivation(ctx, f.drv)
-		wantErr(t, err, "dependency /store/"+ghost.Base()+" failed", "names it as a reference", "--fallback")
+		if !errors.Is(err, goals.ErrNoLocalBuilds) {
+			t.Errorf("err = %v, want the build refused (goals.ErrNoLocalBuilds)", err)
+		}
 	})
 	t.Run("derivation-itself", func(t *testing.T) {
 		dir := f.writeCache(t, "none", f.trusted)
