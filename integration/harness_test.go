@@ -22,22 +22,66 @@ const storeDir = "/store"
 // storefsBin is the storefs binary built once for the whole run.
 var storefsBin string
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "storefs-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
-	storefsBin = filepath.Join(dir, "storefs")
-	build := exec.Command("go", "build", "-o", storefsBin, "storefs/cmd/storefs")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building storefs:", err)
-		os.Exit(1)
+	defer os.RemoveAll(dir)
+	storefsBin = os.Getenv(storefsBinEnv)
+	if storefsBin == "" {
+		storefsBin = filepath.Join(dir, "storefs")
+		build := exec.Command("go", "build", "-o", storefsBin, "storefs/cmd/storefs")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building storefs:", err)
+			return 1
+		}
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	if err := isolateSettings(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// isolateSettings keeps the machine's storefs settings from every storefs
+// the tests run, so that each has its flags and the defaults only:
+// storefs reads them from STOREFS_<NAME> variables and from
+// /etc/storefs/storefs.conf, which a user (or a demo) may have set. The
+// variables are those of the settings `storefs config show` lists; the
+// config file is an empty one in dir.
+func isolateSettings(dir string) error {
+	conf := filepath.Join(dir, "storefs.conf")
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		return fmt.Errorf("writing an empty config file for the tests: %w", err)
+	}
+	os.Setenv("STOREFS_CONFIG", conf)
+	out, err := exec.Command(storefsBin, "config", "show").Output()
+	if err != nil {
+		return fmt.Errorf("storefs config show, to list the settings: %w", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, _, ok := strings.Cut(line, " = ")
+		if !ok {
+			return fmt.Errorf("storefs config show printed %q, not `name = value # source`", line)
+		}
+		os.Unsetenv("STOREFS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+	}
+	return nil
+}
+
+// TestSettingsIsolated: every setting a test's storefs sees is its
+// default (the tests give the rest as flags).
+func TestSettingsIsolated(t *testing.T) {
+	for _, line := range strings.Split(strings.TrimSpace(string(storefs(t, nil, "config", "show"))), "\n") {
+		if !strings.HasSuffix(line, " # default") {
+			t.Errorf("storefs config show in a test: %q, want every setting from its default", line)
+		}
+	}
 }
 
 // needTool fails the test when a program the test drives is missing.
