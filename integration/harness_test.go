@@ -2,7 +2,9 @@
 // real Nix 2.8 (the oracle for every format), real FUSE and real caches.
 //
 // Nothing here skips: a missing tool is a failure, since `make test`
-// installs every dependency first.
+// installs every dependency first. The tests run in a mount namespace of
+// their own, and leave alone whatever the machine serves at /store
+// (mountns_test.go).
 package integration
 
 import (
@@ -22,7 +24,18 @@ const storeDir = "/store"
 // storefsBin is the storefs binary built once for the whole run.
 var storefsBin string
 
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+// TestMain runs the tests in a mount namespace of their own
+// (mountns_test.go), where it builds storefs.
+func TestMain(m *testing.M) {
+	if os.Getenv(privateNSEnv) == "" {
+		os.Exit(runInPrivateMountNS())
+	}
+	if err := detachHostMounts(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(testMain(m))
+}
 
 func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "storefs-bin-")
@@ -31,15 +44,12 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	storefsBin = os.Getenv(storefsBinEnv)
-	if storefsBin == "" {
-		storefsBin = filepath.Join(dir, "storefs")
-		build := exec.Command("go", "build", "-o", storefsBin, "storefs/cmd/storefs")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building storefs:", err)
-			return 1
-		}
+	storefsBin = filepath.Join(dir, "storefs")
+	build := exec.Command("go", "build", "-o", storefsBin, "storefs/cmd/storefs")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building storefs:", err)
+		return 1
 	}
 	if err := isolateSettings(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,116 +1,103 @@
 package integration
 
 import (
-	"bytes"
 	"errors"
-	"flag"
+	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-// Tests that mount the store dir itself (/store: their paths are Nix's,
-// hashed with it) run in a mount namespace of their own, so that whatever
-// the machine serves at /store (`make demo` leaves a storefs there) neither
-// stops them nor sees them, and no one else sees their mount.
+// The tests run in a mount namespace of their own, so that whatever the
+// machine serves at /store (`make demo` leaves a storefs there) neither
+// stops them nor sees them, and no one else sees their mounts. Some tests
+// mount /store itself (their paths are Nix's, hashed with it), and Nix 2.8
+// looks up /store/<output>.check by that logical name at every build, even
+// in a store under another root: through a live mount at /store, each such
+// lookup would ask that mount to realise a path.
 
-// The environment of a test binary re-executed by inPrivateMountNS.
-const (
-	privateNSEnv  = "STOREFS_TEST_PRIVATE_NS"    // the test it runs in a namespace of its own
-	parentNSEnv   = "STOREFS_TEST_PARENT_MNT_NS" // the namespace it must not be in
-	storefsBinEnv = "STOREFS_TEST_BIN"           // the storefs binary to use instead of building one
-)
+// privateNSEnv is set in the test binary that TestMain re-executed in a
+// new mount namespace: to the namespace it must not be in, its parent's.
+const privateNSEnv = "STOREFS_TEST_PARENT_MNT_NS"
 
-// inPrivateMountNS reports whether the caller is to run the test's body.
-// Called first in a test, it runs this test alone in a copy of the test
-// binary in a new mount namespace whose mounts are all private (nothing
-// mounted or unmounted there reaches the host, nor do the host's later
-// mounts reach it), passes on its output and its result, and reports
-// false. In that copy it detaches whatever the host had at storeDir and
-// reports true:
-//
-//	if !inPrivateMountNS(t) {
-//		return // it ran in its namespace
-//	}
-func inPrivateMountNS(tb testing.TB) bool {
-	tb.Helper()
-	if os.Getenv(privateNSEnv) == tb.Name() {
-		detachHostMounts(tb)
-		return true
-	}
-	runInPrivateMountNS(tb)
-	return false
-}
-
-// runInPrivateMountNS re-executes the test binary to run tb's test (or
-// benchmark) in a new mount namespace, and fails tb if it fails.
-func runInPrivateMountNS(tb testing.TB) {
-	tb.Helper()
+// runInPrivateMountNS runs this test binary again, with the same arguments
+// and streams, in a new mount namespace whose mounts are all private
+// (nothing mounted or unmounted there reaches the host, nor do the host's
+// later mounts reach it), and returns its exit code.
+func runInPrivateMountNS() int {
 	ns, err := os.Readlink("/proc/self/ns/mnt")
 	if err != nil {
-		tb.Fatalf("reading this process's mount namespace: %v", err)
+		fmt.Fprintln(os.Stderr, "reading this process's mount namespace:", err)
+		return 1
 	}
-	var pattern []string
-	for _, part := range strings.Split(tb.Name(), "/") {
-		pattern = append(pattern, "^"+regexp.QuoteMeta(part)+"$")
-	}
-	args := []string{"-test.count=1", "-test.v", "-test.timeout=" + flagValue("test.timeout")}
-	if _, ok := tb.(*testing.B); ok {
-		args = append(args, "-test.run=^$", "-test.bench="+strings.Join(pattern, "/"), "-test.benchtime="+flagValue("test.benchtime"))
-	} else {
-		args = append(args, "-test.run="+strings.Join(pattern, "/"))
-	}
-	if testing.Short() {
-		args = append(args, "-test.short")
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "finding the test binary to run it in a mount namespace of its own:", err)
+		return 1
 	}
 	_, err = os.Stat(storeDir)
 	hadStoreDir := err == nil
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), privateNSEnv+"="+tb.Name(), parentNSEnv+"="+ns, storefsBinEnv+"="+storefsBin)
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), privateNSEnv+"="+ns)
 	// Go's fork marks every mount MS_PRIVATE|MS_REC after the unshare, as
-	// unshare(1) does; the copy dies with this process (a -test.timeout).
+	// unshare(1) does. The copy dies with this process.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "running the tests in a mount namespace of their own:", err)
+		return 1
+	}
+	// go test's timeout sends SIGQUIT for the goroutines of the tests.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT)
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+	err = cmd.Wait()
+	signal.Stop(sigs)
 	if !hadStoreDir {
 		os.Remove(storeDir) // storefs mount made the mount point; it outlives the namespace
 	}
-	if err != nil {
-		tb.Fatalf("%s in a mount namespace of its own: %v\n%s", tb.Name(), err, out.Bytes())
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee) && ee.ExitCode() >= 0:
+		return ee.ExitCode()
 	}
-	if b, ok := tb.(*testing.B); ok {
-		reportChildMetrics(b, out.String())
-	}
-	tb.Logf("ran in a mount namespace of its own:\n%s", out.Bytes())
+	fmt.Fprintln(os.Stderr, "the tests in their mount namespace:", err)
+	return 1
 }
 
 // detachHostMounts runs in the re-executed test binary: it detaches this
 // namespace's copies of the host's mounts at and under storeDir, and of
-// every FUSE mount (a copy would keep another test's mount busy while this
-// test runs). It refuses to work in the namespace of the process that
-// started it, or where a mount still propagates: it would unmount the
-// host's.
-func detachHostMounts(tb testing.TB) {
-	tb.Helper()
+// every FUSE mount (a copy would keep the connection of another run's test
+// mount open for as long as these tests run). It refuses to in the
+// namespace of the process that started it, or where a mount still
+// propagates: it would unmount the host's.
+func detachHostMounts() error {
 	own, err := os.Readlink("/proc/self/ns/mnt")
 	if err != nil {
-		tb.Fatalf("reading this process's mount namespace: %v", err)
+		return fmt.Errorf("reading this process's mount namespace: %w", err)
 	}
-	if parent := os.Getenv(parentNSEnv); parent == "" || parent == own {
-		tb.Fatalf("%s=%s, yet this process is in the mount namespace %s=%q: it runs where the host's %s is, and will not unmount it",
-			privateNSEnv, os.Getenv(privateNSEnv), parentNSEnv, parent, storeDir)
+	if parent := os.Getenv(privateNSEnv); parent == own {
+		return fmt.Errorf("%s=%s is this process's own mount namespace: it is where the host's %s is, and the tests will not unmount it",
+			privateNSEnv, parent, storeDir)
 	}
-	mounts := readMountinfo(tb)
+	mounts, err := readMountinfo()
+	if err != nil {
+		return err
+	}
 	for _, m := range mounts {
 		if m.shared {
-			tb.Fatalf("the mount at %s propagates to its peer group in this mount namespace; it must be private", m.point)
+			return fmt.Errorf("the mount at %s propagates to its peer group in the tests' mount namespace; it must be private", m.point)
 		}
 	}
 	for i := len(mounts) - 1; i >= 0; i-- { // the newest first: stacked mounts come off from the top
@@ -120,12 +107,13 @@ func detachHostMounts(tb testing.TB) {
 		}
 		// EINVAL: gone with a mount above it that was detached already.
 		if err := unix.Unmount(m.point, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			tb.Fatalf("detaching the host's %s mount at %s in this test's mount namespace: %v", m.fstype, m.point, err)
+			return fmt.Errorf("detaching the host's %s mount at %s in the tests' mount namespace: %w", m.fstype, m.point, err)
 		}
 	}
 	if isMounted(storeDir) {
-		tb.Fatalf("%s is still mounted in this test's mount namespace after detaching the host's mounts", storeDir)
+		return fmt.Errorf("%s is still mounted in the tests' mount namespace after detaching the host's mounts", storeDir)
 	}
+	return nil
 }
 
 // mountEntry is one line of /proc/self/mountinfo.
@@ -134,11 +122,10 @@ type mountEntry struct {
 	shared        bool // it propagates mounts to its peer group
 }
 
-func readMountinfo(tb testing.TB) []mountEntry {
-	tb.Helper()
+func readMountinfo() ([]mountEntry, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		tb.Fatalf("listing mounts: %v", err)
+		return nil, fmt.Errorf("listing mounts: %w", err)
 	}
 	var out []mountEntry
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
@@ -151,8 +138,8 @@ func readMountinfo(tb testing.TB) []mountEntry {
 				break
 			}
 		}
-		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
-			tb.Fatalf("/proc/self/mountinfo: cannot read line %q", line)
+		if sep < 0 || sep+1 >= len(f) {
+			return nil, fmt.Errorf("/proc/self/mountinfo: cannot read line %q", line)
 		}
 		e := mountEntry{point: unescapeMountinfo(f[4]), fstype: f[sep+1]}
 		for _, opt := range f[6:sep] {
@@ -160,7 +147,7 @@ func readMountinfo(tb testing.TB) []mountEntry {
 		}
 		out = append(out, e)
 	}
-	return out
+	return out, nil
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space) of a path
@@ -181,31 +168,4 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// reportChildMetrics reports as b's own the metrics of the result line the
-// re-executed benchmark printed, ns/op included.
-func reportChildMetrics(b *testing.B, out string) {
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 4 || (f[0] != b.Name() && !strings.HasPrefix(f[0], b.Name()+"-")) {
-			continue
-		}
-		if _, err := strconv.Atoi(f[1]); err != nil {
-			continue // not the result line
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-				b.ReportMetric(v, f[i+1])
-			}
-		}
-	}
-}
-
-// flagValue is the value of one of the testing package's flags.
-func flagValue(name string) string {
-	if f := flag.Lookup(name); f != nil {
-		return f.Value.String()
-	}
-	return ""
 }
