@@ -46,12 +46,13 @@ type faultServer struct {
 	fault func(w http.ResponseWriter, r *http.Request, n int) bool // n counts requests for r's path; true: handled
 	count map[string]int
 	log   []string
+	conns atomic.Int64 // connections accepted
 }
 
 func newFaultServer(t *testing.T, dir string) *faultServer {
 	fs := &faultServer{dir: dir, count: map[string]int{}}
 	files := http.FileServer(http.Dir(dir))
-	fs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	fs.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fs.mu.Lock()
 		fs.count[r.URL.Path]++
 		n := fs.count[r.URL.Path]
@@ -63,6 +64,13 @@ func newFaultServer(t *testing.T, dir string) *faultServer {
 		}
 		files.ServeHTTP(w, r)
 	}))
+	// Set before Start: the server reads it from its own goroutines.
+	fs.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			fs.conns.Add(1)
+		}
+	}
+	fs.Start()
 	t.Cleanup(fs.Close)
 	return fs
 }
@@ -322,21 +330,15 @@ func TestHTTPKeepAlive(t *testing.T) {
 	f := newFixture(t)
 	dir := f.writeCache(t, "xz", f.trusted)
 	srv := newFaultServer(t, dir)
-	var conns atomic.Int64
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
 	d := newDest(t, f, []string{srv.URL}, nil)
 	for _, p := range []storepath.Path{f.refs, f.big} {
 		if err := d.w.Realise(context.Background(), p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d connections for %d requests", conns.Load(), srv.total())
+	t.Logf("%d connections for %d requests", srv.conns.Load(), srv.total())
 	// nix-cache-info, then up to two lookups and fetches at a time.
-	if n, reqs := conns.Load(), srv.total(); n > 4 || reqs < 9 {
+	if n, reqs := srv.conns.Load(), srv.total(); n > 4 || reqs < 9 {
 		t.Errorf("%d connections for %d requests", n, reqs)
 	}
 }
