@@ -14,6 +14,10 @@
 //   - It sees only its inputs (read-only), /build, the store dir it writes
 //     its outputs in, /tmp, a minimal /dev, its own /proc and /etc files.
 //   - It has no network but its own loopback unless Spec.Network is set.
+//     With Spec.Network it shares the host's network namespace but cannot
+//     create unix sockets (seccomp), so it cannot meet another build or a
+//     host process through an abstract socket name and pass or receive
+//     file descriptors.
 //   - No process of a build outlives Run: the builder is pid 1 of its pid
 //     namespace, and when pid 1 ends the kernel kills the whole namespace;
 //     Run kills pid 1 for the limits and waits until all of it is gone.
@@ -51,7 +55,8 @@
 //     /build, sets what Nix sets (umask 022, core size 0, no address space
 //     randomisation, the 32-bit personality for Spec.Linux32), loads the
 //     seccomp filter (Nix's: no setuid or setgid modes, no extended
-//     attributes) and execs the builder, argv[0] its base name,
+//     attributes; ours: no io_uring, and with Network no AF_UNIX sockets;
+//     seccomp.go) and execs the builder, argv[0] its base name,
 //     with exactly Spec.Env. Stdin is /dev/null, stdout and stderr the log
 //     pipe. fd 3 is close-on-exec: end of file there without a report means
 //     the builder runs.

@@ -27,11 +27,14 @@ type initConfig struct {
 	Root     string // host path where the root tmpfs is attached
 	Mounts   []initMount
 	Loopback bool // bring up lo (the build has its own network namespace)
-	Builder  string
-	Argv     []string
-	Env      []string
-	UID, GID int  // inside
-	Linux32  bool // PER_LINUX32
+	// NoUnixSockets refuses socket(AF_UNIX, ...) (the build shares the
+	// host's network namespace, and with it the abstract socket names).
+	NoUnixSockets bool
+	Builder       string
+	Argv          []string
+	Env           []string
+	UID, GID      int  // inside
+	Linux32       bool // PER_LINUX32
 }
 
 // initMount is one mount: attaching the root tmpfs (Move), a new
@@ -183,7 +186,7 @@ func runInit() error {
 	if err := step("marking descriptors close-on-exec", unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)); err != nil {
 		return err
 	}
-	if err := step("installing the seccomp filter", installSeccomp()); err != nil {
+	if err := step("installing the seccomp filter", installSeccomp(filterOptions{noUnixSockets: c.NoUnixSockets})); err != nil {
 		return err
 	}
 	err := unix.Exec(c.Builder, c.Argv, c.Env)

@@ -75,15 +75,16 @@ func runIn(ctx context.Context, s *Spec, scratch string) (*Result, error) {
 		return nil, err
 	}
 	cfg := initConfig{
-		Root:     filepath.Join(scratch, scratchRoot),
-		Mounts:   mounts,
-		Loopback: !s.Network,
-		Builder:  s.Builder,
-		Argv:     append([]string{argv0(s.Builder)}, s.Args...),
-		Env:      s.Env,
-		UID:      BuildUID,
-		GID:      BuildGID,
-		Linux32:  s.Linux32,
+		Root:          filepath.Join(scratch, scratchRoot),
+		Mounts:        mounts,
+		Loopback:      !s.Network,
+		NoUnixSockets: s.Network,
+		Builder:       s.Builder,
+		Argv:          append([]string{argv0(s.Builder)}, s.Args...),
+		Env:           s.Env,
+		UID:           BuildUID,
+		GID:           BuildGID,
+		Linux32:       s.Linux32,
 	}
 	res, err := supervise(ctx, s, &cfg, root)
 	if err != nil {
