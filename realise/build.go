@@ -20,13 +20,16 @@
 //  5. Run the builder (sandbox.Run) with its log going to the build log
 //     (logs/<drv>.gz) and a ring of its last lines. A builder that cannot
 //     be executed fails as the builder (100), as in Nix.
-//  6. Check the outputs (outputs.go): each exists; a fixed output has its
+//  6. Copy each fixed output into fresh files and remove the original
+//     (fresh.go), so that no descriptor a process was handed during the
+//     build reaches what is checked and registered.
+//  7. Check the outputs (outputs.go): each exists; a fixed output has its
 //     declared hash and no references; references are the hash parts of
 //     the closure and outputs found in the output's NAR (one pass computes
 //     the NAR hash, the size and the references); the outputs do not refer
 //     to each other in a cycle; allowedReferences, allowedRequisites,
 //     disallowedReferences and disallowedRequisites hold.
-//  7. Register every output in one transaction, deriver the .drv. The store
+//  8. Register every output in one transaction, deriver the .drv. The store
 //     canonicalises the contents.
 //
 // Failures of the build itself are *goals.BuildError with Nix's statuses
@@ -198,6 +201,20 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 	}
 	if failed := buildFailure(drvName, res, log.Tail()); failed != nil {
 		return failed
+	}
+	if d.IsFixedOutput() {
+		fresh := filepath.Join(scratch, "fresh")
+		if err := os.Mkdir(fresh, 0o700); err != nil {
+			return fmt.Errorf("building %s: %w", drvName, err)
+		}
+		outName := func(id string) string { return s.Print(d.Outputs[id].Path) }
+		if err := freshOutputs(drvName, d, outputs, fresh, outName); err != nil {
+			var be *goals.BuildError
+			if errors.As(err, &be) {
+				be.LogTail = log.Tail()
+			}
+			return err
+		}
 	}
 	regs, err := b.checkOutputs(drv, d, outputs, closure)
 	if err != nil {
