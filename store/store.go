@@ -32,8 +32,10 @@
 //     transaction as the records they index. Every valid .drv has its
 //     outputs recorded, however it came (AddDerivation, Import, AddPath).
 //  5. The garbage collector deletes nothing that a gc root, a live
-//     process's temporary root (temproots.go) or a valid path not deleted
-//     before it still needs, nor a path whose lock is held.
+//     process's temporary root (temproots.go), a path a live process uses
+//     (open, executed, mapped, its cwd, root or environment: liveroots.go)
+//     or a valid path not deleted before it still needs, nor a path whose
+//     lock is held.
 //
 // # Batches
 //
