@@ -14,8 +14,9 @@ import (
 )
 
 // buildLog receives a builder's output: it compresses it into
-// logs/<drv base>.gz (renamed into place when closed, so a reader never
-// sees half a log), keeps the last lines for error reports, and passes
+// logs/<drv base>.gz (written at logs/<drv base>.<pid>-<random>.tmp and
+// renamed into place when closed, so a reader never sees half a log; Open
+// removes the leftovers of dead processes), keeps the last lines for error reports, and passes
 // each line on.
 type buildLog struct {
 	mu     sync.Mutex // guards everything below; the sandbox may write from several goroutines
@@ -34,7 +35,7 @@ func LogPath(s *store.Store, drv storepath.Path) string {
 
 func openLog(s *store.Store, drv storepath.Path, onLine func(string)) (*buildLog, error) {
 	final := LogPath(s, drv)
-	f, err := os.CreateTemp(s.LogsDir(), drv.Base()+".*.tmp")
+	f, err := s.NewLogTemp(drv.Base())
 	if err != nil {
 		return nil, fmt.Errorf("build log: %w", err)
 	}
