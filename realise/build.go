@@ -34,7 +34,11 @@
 //
 // Failures of the build itself are *goals.BuildError with Nix's statuses
 // (100 failed, 101 timed out, 102 hash mismatch; outputs refused: Nix exits
-// 1) and the log's last lines.
+// 1) and the log's last lines. Everything else is a plain error, which goals
+// never remembers: a sandbox that could not be made, and the machine's
+// failures (resource.go): a builder that failed while the scratch
+// filesystem was full, an output that could not be read or copied for want
+// of space, memory or descriptors, or for an I/O error.
 package realise
 
 import (
@@ -200,6 +204,10 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		return ctx.Err()
 	}
 	if failed := buildFailure(drvName, res, log.Tail()); failed != nil {
+		if why, full := fullFilesystem(scratch); full {
+			return fmt.Errorf("building %s: %s while %s; not remembered as a build failure, since it may succeed once there is room",
+				drvName, failed.Detail(), why)
+		}
 		return failed
 	}
 	if d.IsFixedOutput() {
@@ -229,7 +237,7 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 
 // buildFailure turns an unsuccessful sandbox result into a BuildError
 // with Nix's status.
-func buildFailure(drv string, res *sandbox.Result, tail []string) error {
+func buildFailure(drv string, res *sandbox.Result, tail []string) *goals.BuildError {
 	if res.Success() {
 		return nil
 	}
@@ -384,10 +392,12 @@ func checkPlatform(drvName string, d *derivation.Derivation, system string) erro
 }
 
 // execFailure recognises a sandbox that could not execute the builder
-// (missing, not executable, not a program) and says so as Nix does.
+// (missing, not executable, not a program) and says so as Nix does. Not
+// the machine's failures (out of memory, of descriptors...): those are
+// setup errors, never remembered.
 func execFailure(err error, builder string) (string, bool) {
 	var se *sandbox.SetupError
-	if !errors.As(err, &se) || !strings.HasPrefix(se.What, "executing builder") {
+	if !errors.As(err, &se) || !strings.HasPrefix(se.What, "executing builder") || isResourceError(se.Err) {
 		return "", false
 	}
 	return fmt.Sprintf("executing '%s': %v", builder, se.Err), true

@@ -43,9 +43,12 @@ func freshOutputs(drvName string, d *derivation.Derivation, outputs map[string]s
 		}
 		fresh := filepath.Join(dir, filepath.Base(orig))
 		dumpErr, err := copyThroughNAR(orig, fresh)
-		if dumpErr != nil {
+		if dumpErr != nil && !isResourceError(dumpErr) {
 			msg := strings.ReplaceAll(dumpErr.Error(), orig, outName(id))
 			return rejected(drvName, "output '%s': %s", id, msg)
+		}
+		if err == nil {
+			err = dumpErr
 		}
 		if err != nil {
 			return fmt.Errorf("copying fixed output %s of %s to fresh files at %s: %w", outName(id), drvName, fresh, err)
