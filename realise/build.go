@@ -12,8 +12,8 @@
 //     paths are mounted in the sandbox, read-only, from the backing
 //     directory (the builder never reads through the FUSE mount). A builder
 //     outside the closure is refused.
-//  3. Take a build user: a host uid no other build of this store uses, in
-//     any process (an flock per uid in builds/).
+//  3. Take a build user: a host uid no other build on the machine uses, of
+//     any store, in any process (an flock per uid in DefaultBuildUsersDir).
 //  4. Make the environment Nix gives a builder (docs/formats.md, "Builder
 //     environment"; Nix 2.8's initEnv) and a fresh build directory,
 //     mounted at /build.
@@ -76,6 +76,9 @@ type Builder struct {
 	// builders run as, one per concurrent build across every process
 	// (0: DefaultUIDBase).
 	UIDBase int
+	// BuildUsersDir holds the locks of the build uids in use, one file per
+	// uid, shared by every store on the machine ("": DefaultBuildUsersDir).
+	BuildUsersDir string
 	// OnLogLine, if set, hears each line a builder prints.
 	OnLogLine func(drv storepath.Path, line string)
 }
@@ -91,6 +94,16 @@ func HostSystem() string {
 
 // DefaultUIDBase is the first host uid builders run as.
 const DefaultUIDBase = 872000
+
+// DefaultBuildUsersDir is where build uids are locked, machine-wide: every
+// storefs store on the machine, whatever its state dir, takes its build
+// uids from the same locks, as Nix's build-users-group makes one pool per
+// machine. Two stores must never run builders as one host user at the same
+// time: each could then signal, ptrace or write into the other's builds.
+// It is under /run because the locks are only ever held by live processes
+// (flocks): a tmpfs emptied at boot keeps no stale files, and it is the
+// machine's, not a store's.
+const DefaultBuildUsersDir = "/run/storefs/build-users"
 
 var (
 	_ goals.Builder      = (*Builder)(nil)
@@ -408,17 +421,24 @@ func execFailure(err error, builder string) (string, bool) {
 const maxUIDs = 4096
 
 // takeUID hands out an unprivileged host uid that no other build uses, in
-// this process or any other on the store: each uid is held by an flock on
-// builds/uid-<n>.lock, as Nix's user pool does, so that two storefs
-// processes never run builders as the same host user.
+// this process or any other on the machine, of this store or another: each
+// uid is held by an flock on <BuildUsersDir>/uid-<n>.lock, as Nix's user
+// pool does.
 func (b *Builder) takeUID() (int, func(), error) {
 	base := b.UIDBase
 	if base == 0 {
 		base = DefaultUIDBase
 	}
+	dir := b.BuildUsersDir
+	if dir == "" {
+		dir = DefaultBuildUsersDir
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, nil, fmt.Errorf("build users directory: %w", err)
+	}
 	for uid := base; uid < base+maxUIDs; uid++ {
-		name := filepath.Join(b.Store.BuildsDir(), fmt.Sprintf("uid-%d.lock", uid))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		name := filepath.Join(dir, fmt.Sprintf("uid-%d.lock", uid))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return 0, nil, fmt.Errorf("build user lock: %w", err)
 		}
@@ -431,7 +451,7 @@ func (b *Builder) takeUID() (int, func(), error) {
 		}
 		return uid, func() { f.Close() }, nil
 	}
-	return 0, nil, fmt.Errorf("all %d build users from uid %d are busy", maxUIDs, base)
+	return 0, nil, fmt.Errorf("all %d build users from uid %d are busy (locks in %s)", maxUIDs, base, dir)
 }
 
 func forceRemove(p string) {
