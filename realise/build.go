@@ -81,6 +81,13 @@ type Builder struct {
 	BuildUsersDir string
 	// OnLogLine, if set, hears each line a builder prints.
 	OnLogLine func(drv storepath.Path, line string)
+	// MaxLogSize kills a builder that writes more than this many bytes of
+	// log output, as Nix's max-build-log-size (0: no limit).
+	MaxLogSize int64
+	// LogKeep is how much of a build's output its log keeps: the first
+	// LogKeep bytes, then a line saying how much was dropped, then the last
+	// LogTailLines lines (0: DefaultLogKeep; negative: everything).
+	LogKeep int64
 }
 
 // HostSystem is Nix's name for this machine's platform.
@@ -164,18 +171,19 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	spec := &sandbox.Spec{
-		Builder:   d.Builder,
-		Args:      d.Args,
-		Env:       env,
-		StoreDir:  string(s.Dir),
-		BuildDir:  buildDir,
-		Network:   d.IsFixedOutput(),
-		HostUID:   uid,
-		HostGID:   uid,
-		Timeout:   opts.Timeout,
-		MaxSilent: opts.MaxSilent,
-		KVM:       hasKVM(),
-		Linux32:   d.System == "i686-linux" && b.system() == "x86_64-linux",
+		Builder:    d.Builder,
+		Args:       d.Args,
+		Env:        env,
+		StoreDir:   string(s.Dir),
+		BuildDir:   buildDir,
+		Network:    d.IsFixedOutput(),
+		HostUID:    uid,
+		HostGID:    uid,
+		Timeout:    opts.Timeout,
+		MaxSilent:  opts.MaxSilent,
+		MaxLogSize: b.MaxLogSize,
+		KVM:        hasKVM(),
+		Linux32:    d.System == "i686-linux" && b.system() == "x86_64-linux",
 	}
 	for _, p := range closure {
 		spec.Inputs = append(spec.Inputs, sandbox.Mount{Host: s.RealPath(p), Path: s.Print(p)})
@@ -186,7 +194,7 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		outputs[id] = filepath.Join(outDir, p.Base())
 		spec.Outputs = append(spec.Outputs, sandbox.Mount{Host: outputs[id], Path: s.Print(p)})
 	}
-	log, err := openLog(s, drv, func(line string) {
+	log, err := openLog(s, drv, b.LogKeep, func(line string) {
 		if b.OnLogLine != nil {
 			b.OnLogLine(drv, line)
 		}
@@ -255,8 +263,11 @@ func buildFailure(drv string, res *sandbox.Result, tail []string) *goals.BuildEr
 		return nil
 	}
 	be := &goals.BuildError{Drv: drv, Status: goals.StatusBuildFailed, Message: res.Err().Error(), LogTail: tail}
-	if res.Outcome == sandbox.TimedOut || res.Outcome == sandbox.Silent {
+	switch res.Outcome {
+	case sandbox.TimedOut, sandbox.Silent:
 		be.Status = goals.StatusTimedOut
+	case sandbox.LogLimit:
+		be.Status = goals.StatusLogLimit
 	}
 	return be
 }

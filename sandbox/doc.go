@@ -61,8 +61,9 @@
 //     pipe. fd 3 is close-on-exec: end of file there without a report means
 //     the builder runs.
 //  5. Run copies the log to Spec.Log and enforces Timeout (from the start),
-//     MaxSilent (from the builder's start or its last output) and the
-//     context's cancellation by SIGKILL to pid 1 (through a pidfd).
+//     MaxSilent (from the builder's start or its last output), MaxLogSize
+//     (bytes of output, as Nix's max-build-log-size) and the context's
+//     cancellation by SIGKILL to pid 1 (through a pidfd).
 //  6. When pid 1 is reaped every process of the namespace is gone; Run moves
 //     what the builder made at each output path to its host path (rename),
 //     removes the scratch dir and returns the Result.
@@ -85,7 +86,7 @@
 // errno kept for errors.Is. A builder that ran gives a Result: exit code,
 // or killed by a signal, by the timeout, by silence, or by cancellation;
 // Result.Err turns it into a *BuildError matching ErrFailed, ErrTimedOut,
-// ErrSilent or ErrCancelled.
+// ErrSilent, ErrCancelled or ErrLogLimit.
 //
 // # Known pitfalls
 //

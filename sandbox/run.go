@@ -205,7 +205,8 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig, root *os.File) (*R
 	var lastOutput atomic.Int64
 	lastOutput.Store(start.UnixNano())
 	logDone := make(chan struct{})
-	go copyLog(s.Log, p.logR, &lastOutput, logDone)
+	logLimit := make(chan struct{})
+	go copyLog(s.Log, p.logR, &lastOutput, s.MaxLogSize, logLimit, logDone)
 	waitCh := make(chan struct{})
 	go func() {
 		cmd.Wait()
@@ -242,6 +243,11 @@ loop:
 			kill(Cancelled)
 		case <-timeoutC:
 			kill(TimedOut)
+		case <-logLimit:
+			logLimit = nil
+			if killedBy == nil {
+				kill(LogLimit)
+			}
 		case <-silentC:
 			idle := time.Since(time.Unix(0, lastOutput.Load()))
 			if idle >= s.MaxSilent {
@@ -289,6 +295,8 @@ loop:
 			res.Limit = s.MaxSilent
 		case Cancelled:
 			res.cause = context.Cause(ctx)
+		case LogLimit:
+			res.MaxLogSize = s.MaxLogSize
 		}
 	case ws.Exited():
 		res.Outcome, res.ExitCode = Exited, ws.ExitStatus()
@@ -300,15 +308,22 @@ loop:
 	return res, nil
 }
 
-// copyLog copies the builder's output to log, noting when it last spoke.
-// A failing log does not stop the builder: its output is then dropped.
-func copyLog(log io.Writer, r io.Reader, last *atomic.Int64, done chan<- struct{}) {
+// copyLog copies the builder's output to log, noting when it last spoke,
+// and closes limit once more than max bytes (0: no limit) came. A failing
+// log does not stop the builder: its output is then dropped.
+func copyLog(log io.Writer, r io.Reader, last *atomic.Int64, max int64, limit chan<- struct{}, done chan<- struct{}) {
 	defer close(done)
 	buf := make([]byte, 32<<10)
+	var total int64
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
+			total += int64(n)
+			if max > 0 && total > max && limit != nil {
+				close(limit)
+				limit = nil
+			}
 			if log != nil {
 				if _, werr := log.Write(buf[:n]); werr != nil {
 					log = nil

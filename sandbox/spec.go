@@ -85,6 +85,10 @@ type Spec struct {
 	// Timeout bounds the whole run, MaxSilent the time without output on
 	// Log; zero means no limit.
 	Timeout, MaxSilent time.Duration
+	// MaxLogSize kills the builder once it has written more than this many
+	// bytes to its stdout and stderr, as Nix's max-build-log-size; zero
+	// means no limit.
+	MaxLogSize int64
 }
 
 // check refuses a spec the sandbox cannot run faithfully, naming what is wrong.
@@ -124,6 +128,9 @@ func (s *Spec) check() error {
 	}
 	if s.Timeout < 0 || s.MaxSilent < 0 {
 		return bad("timeout %v, max silent time %v: must not be negative", s.Timeout, s.MaxSilent)
+	}
+	if s.MaxLogSize < 0 {
+		return bad("max log size %d: must not be negative", s.MaxLogSize)
 	}
 	if err := absClean("build dir", s.BuildDir); err != nil {
 		return bad("%w", err)

@@ -106,6 +106,8 @@ func TestSettingValueErrors(t *testing.T) {
 		{"store-dir = relative", "store-dir: "},
 		{"substituters = file:///ok ftp://bad", "substituters: binary cache \"ftp://bad\""},
 		{"trusted-public-keys = nocolon", "trusted-public-keys: "},
+		{"max-build-log-size = 1Q", "max-build-log-size: \"1Q\": unknown unit"},
+		{"keep-build-log-size = 12x4", "keep-build-log-size: \"12x4\" is not a whole number of bytes"},
 	} {
 		conf := filepath.Join(t.TempDir(), "storefs.conf")
 		os.WriteFile(conf, []byte("# settings\n\n"+c.line+"\n"), 0o644)
