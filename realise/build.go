@@ -88,6 +88,12 @@ type Builder struct {
 	// LogKeep bytes, then a line saying how much was dropped, then the last
 	// LogTailLines lines (0: DefaultLogKeep; negative: everything).
 	LogKeep int64
+	// MaxProcesses bounds the processes (and threads) of one build at once
+	// (0: DefaultMaxProcesses, negative: no limit), and MaxMemory its
+	// memory in bytes (0: no limit), with a cgroup where the host allows
+	// one (sandbox/cgroup.go).
+	MaxProcesses int
+	MaxMemory    int64
 }
 
 // HostSystem is Nix's name for this machine's platform.
@@ -98,6 +104,12 @@ func HostSystem() string {
 	}
 	return arch + "-" + runtime.GOOS
 }
+
+// DefaultMaxProcesses is how many processes and threads one build may
+// have at once unless told otherwise: a fork bomb once made 3,000 and
+// could take all of a host's pids (32768 here); 4096 leaves room for
+// several builds at once and is far more than a parallel build needs.
+const DefaultMaxProcesses = 4096
 
 // DefaultUIDBase is the first host uid builders run as.
 const DefaultUIDBase = 872000
@@ -182,8 +194,15 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		Timeout:    opts.Timeout,
 		MaxSilent:  opts.MaxSilent,
 		MaxLogSize: b.MaxLogSize,
+		MaxMemory:  b.MaxMemory,
 		KVM:        hasKVM(),
 		Linux32:    d.System == "i686-linux" && b.system() == "x86_64-linux",
+	}
+	switch {
+	case b.MaxProcesses == 0:
+		spec.MaxProcesses = DefaultMaxProcesses
+	case b.MaxProcesses > 0:
+		spec.MaxProcesses = b.MaxProcesses
 	}
 	for _, p := range closure {
 		spec.Inputs = append(spec.Inputs, sandbox.Mount{Host: s.RealPath(p), Path: s.Print(p)})

@@ -18,6 +18,9 @@
 //     create unix sockets (seccomp), so it cannot meet another build or a
 //     host process through an abstract socket name and pass or receive
 //     file descriptors.
+//   - Its processes and threads are at most Spec.MaxProcesses at once, and
+//     its memory at most Spec.MaxMemory: a cgroup of its own where the host
+//     allows one, else RLIMIT_NPROC of its host uid (cgroup.go).
 //   - No process of a build outlives Run: the builder is pid 1 of its pid
 //     namespace, and when pid 1 ends the kernel kills the whole namespace;
 //     Run kills pid 1 for the limits and waits until all of it is gone.
@@ -42,6 +45,8 @@
 //     new user namespace only.
 //     Extra files: fd 3 reports a setup failure, fd 4 carries the config
 //     (JSON) and then tells the stage its parent lives, fd 5 is the root.
+//     Before it sends the config, Run moves the stage into the build's
+//     cgroup, if any (the stage waits for the config before anything).
 //  3. The stage, pid 1 of the new pid namespace, makes every mount private,
 //     attaches the root tmpfs (move_mount), bind-mounts the store dir,
 //     each input (read-only), /build, /tmp and the devices, mounts /dev/shm,

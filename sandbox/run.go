@@ -184,9 +184,27 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig, root *os.File) (*R
 			Pdeathsig:                  syscall.SIGKILL,
 		},
 	}
+	cg, err := newBuildCgroup(int64(s.MaxProcesses), s.MaxMemory)
+	if err != nil {
+		return nil, err
+	}
+	if cg == nil {
+		cfg.NProc = s.MaxProcesses
+	} else {
+		defer cg.remove() // deferred calls run after the wait below
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, &SetupError{What: "starting the sandbox's init stage (/proc/self/exe in new namespaces)", Err: err}
+	}
+	if cg != nil {
+		// The stage waits for its config before it does anything, so
+		// nothing of the build runs outside the cgroup.
+		if err := cg.add(cmd.Process.Pid); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, err
+		}
 	}
 	p.statusW.Close()
 	p.configR.Close()

@@ -89,6 +89,12 @@ type Spec struct {
 	// bytes to its stdout and stderr, as Nix's max-build-log-size; zero
 	// means no limit.
 	MaxLogSize int64
+	// MaxProcesses bounds the processes and threads of the build at once
+	// (a cgroup's pids.max, else RLIMIT_NPROC of the build user: cgroup.go);
+	// MaxMemory its memory in bytes (memory.max; only with a cgroup). Zero
+	// means no limit.
+	MaxProcesses int
+	MaxMemory    int64
 }
 
 // check refuses a spec the sandbox cannot run faithfully, naming what is wrong.
@@ -131,6 +137,9 @@ func (s *Spec) check() error {
 	}
 	if s.MaxLogSize < 0 {
 		return bad("max log size %d: must not be negative", s.MaxLogSize)
+	}
+	if s.MaxProcesses < 0 || s.MaxMemory < 0 {
+		return bad("max processes %d, max memory %d: must not be negative", s.MaxProcesses, s.MaxMemory)
 	}
 	if err := absClean("build dir", s.BuildDir); err != nil {
 		return bad("%w", err)

@@ -47,6 +47,8 @@ var settings = []setting{
 	{name: "fallback", def: "false", check: checkBool},
 	{name: "max-build-log-size", def: "0", check: checkText[byteSize]},
 	{name: "keep-build-log-size", def: "64M", check: checkText[byteSize]},
+	{name: "build-pids-max", def: "4096", check: checkCount},
+	{name: "build-memory-max", def: "0", check: checkText[byteSize]},
 	{name: "failure-ttl", def: "10m", check: checkText[duration]},
 	{name: "negative-ttl", def: "1s", check: checkText[duration]},
 	{name: "narinfo-cache-negative-ttl", def: "3600", check: checkText[duration]},

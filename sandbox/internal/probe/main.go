@@ -7,17 +7,26 @@
 //	             chmod, fchmod, fchmodat and fchmodat2 to 04755 and 0755 on
 //	             PATH (a file), then io_uring_setup, socket(AF_UNIX),
 //	             socketpair(AF_UNIX) and socket(AF_INET)
+//	probe fork N PROG
+//	             start PROG sleep 30 (busybox) N times, as fast as it can,
+//	             and print "forked K of N" when done or when a start fails;
+//	             the children die with the build
 package main
 
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == "fork" {
+		forkMany(os.Args[2], os.Args[3])
+		return
+	}
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: probe PATH")
 		os.Exit(2)
@@ -116,4 +125,19 @@ func socket(make func() (int, error)) error {
 		unix.Close(fd)
 	}
 	return err
+}
+
+// forkMany starts prog as "sleep 30" n times and says how many started.
+func forkMany(count, prog string) {
+	n, _ := strconv.Atoi(count)
+	k := 0
+	var err error
+	for ; k < n; k++ {
+		var p *os.Process
+		if p, err = os.StartProcess(prog, []string{"sleep", "30"}, &os.ProcAttr{}); err != nil {
+			break
+		}
+		p.Release()
+	}
+	fmt.Printf("forked %d of %d (%v)\n", k, n, err)
 }
