@@ -191,7 +191,10 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig, root *os.File) (*R
 	if cg == nil {
 		cfg.NProc = s.MaxProcesses
 	} else {
-		defer cg.remove() // deferred calls run after the wait below
+		// Deferred calls run after the wait below. The kernel may take a
+		// few milliseconds to let go of the last tasks (rmdir says EBUSY):
+		// the removal does not hold up the build's end.
+		defer func() { go cg.remove() }()
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
