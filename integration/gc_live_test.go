@@ -14,7 +14,12 @@ import (
 // process is gone.
 func TestGCKeepsPathsInUse(t *testing.T) {
 	s := newSfsStore(t)
-	bb := strings.TrimSpace(string(s.run(t, nil, "add", busyboxTree(t))))
+	// A tree of its own: processes of other tests run the usual busybox
+	// tree's /store path, which is a runtime root for every store whose
+	// store dir is /store.
+	tree := busyboxTree(t)
+	writeFile(t, tree, "tag", randomTag(t))
+	bb := strings.TrimSpace(string(s.run(t, nil, "add", tree)))
 	file := strings.TrimSpace(string(s.run(t, nil, "add", writeFile(t, t.TempDir(), "held", "held"))))
 	real := func(p string) string { return filepath.Join(s.state, "store", strings.TrimPrefix(p, storeDir+"/")) }
 	f, err := os.Open(real(file))

@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"storefs/store/nixhash"
 	"storefs/store/storepath"
@@ -51,6 +53,9 @@ func TestScanHashParts(t *testing.T) {
 func TestGCKeepsWhatProcessesUse(t *testing.T) {
 	s := testStore(t)
 	ctx := context.Background()
+	// Contents of their own: a process of another test using the same
+	// /store path would keep it alive here too.
+	uniq := fmt.Sprint(os.Getpid(), time.Now().UnixNano())
 	bb := filepath.Join(t.TempDir(), "bb")
 	must(t, os.MkdirAll(filepath.Join(bb, "bin"), 0o755))
 	data, err := os.ReadFile("/bin/busybox")
@@ -58,15 +63,16 @@ func TestGCKeepsWhatProcessesUse(t *testing.T) {
 		t.Fatalf("busybox-static is needed (make deps installs it): %v", err)
 	}
 	must(t, os.WriteFile(filepath.Join(bb, "bin/busybox"), data, 0o755))
+	must(t, os.WriteFile(filepath.Join(bb, "tag"), []byte(uniq), 0o644))
 	exe, err := s.AddPath(ctx, bb, true, nixhash.SHA256)
 	must(t, err)
-	open, err := s.AddText(ctx, "open", []byte("open"), nil)
+	open, err := s.AddText(ctx, "open", []byte("open "+uniq), nil)
 	must(t, err)
-	cwd, err := s.AddPath(ctx, tree(t, "cwd", "cwd"), true, nixhash.SHA256)
+	cwd, err := s.AddPath(ctx, tree(t, "cwd", uniq), true, nixhash.SHA256)
 	must(t, err)
-	env, err := s.AddText(ctx, "env", []byte("env"), nil)
+	env, err := s.AddText(ctx, "env", []byte("env "+uniq), nil)
 	must(t, err)
-	dead, err := s.AddText(ctx, "dead", []byte("dead"), nil)
+	dead, err := s.AddText(ctx, "dead", []byte("dead "+uniq), nil)
 	must(t, err)
 
 	f, err := os.Open(s.RealPath(open.Path))
