@@ -9,7 +9,9 @@ package store
 // the scan is not protected, as in Nix (a build goal's temporary roots are
 // what protects a build's inputs). Both the store dir (what processes see,
 // through the mount or in a sandbox) and the backing directory (what the
-// mount's daemon and host tools open) count.
+// mount's daemon and host tools open) count. A store path names no store:
+// two stores with one store dir on a machine (tests do that) keep each
+// other's paths in use.
 //
 // Cost: one readlink per descriptor, three per process, and a read of its
 // maps and environ; processes that vanish or deny us are skipped. 86
