@@ -287,3 +287,39 @@ func removeStale(dir string) {
 		unix.Rmdir(filepath.Join(dir, e.Name()))
 	}
 }
+
+// limitsHit says which limits the build's processes ran into, from the
+// cgroup's event counters: "its limit of N processes and threads", "its
+// limit of N bytes of memory".
+func (c *buildCgroup) limitsHit(maxProcs, maxMem int64) []string {
+	var hit []string
+	procs, mem := false, false
+	for _, dir := range c.dirs {
+		procs = procs || eventCount(filepath.Join(dir, "pids.events"), "max") > 0
+		mem = mem || eventCount(filepath.Join(dir, "memory.events"), "oom_kill") > 0 ||
+			eventCount(filepath.Join(dir, "memory.oom_control"), "oom_kill") > 0
+	}
+	if procs && maxProcs > 0 {
+		hit = append(hit, fmt.Sprintf("its limit of %d processes and threads", maxProcs))
+	}
+	if mem && maxMem > 0 {
+		hit = append(hit, fmt.Sprintf("its limit of %d bytes of memory", maxMem))
+	}
+	return hit
+}
+
+// eventCount reads the counter key of a cgroup's "key value" lines (0 when
+// the file or the key is missing).
+func eventCount(file, key string) int64 {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == key {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -65,6 +66,13 @@ func TestMaxProcesses(t *testing.T) {
 		if n := run(t, 50); n >= 50 || n == 0 {
 			t.Errorf("with a cgroup's pids.max of 50 the builder started %d processes", n)
 		}
+		// A builder that fails on the limit says so.
+		b := newBuild(t, `i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; echo all forked`)
+		b.MaxProcesses = 20
+		res := b.run(t)
+		if got := res.Err(); got == nil || !strings.HasSuffix(got.Error(), "after reaching its limit of 20 processes and threads") {
+			t.Errorf("a fork bomb under a limit of 20: %v\n%s", got, b.log)
+		}
 	}
 	cgroupsOff.Store(true)
 	n := run(t, 50)
@@ -97,7 +105,9 @@ func TestMaxMemory(t *testing.T) {
 	if res.Success() {
 		t.Fatalf("a builder of 200 MB ran under a limit of 64 MB: %v\n%s", res, b.log)
 	}
-	t.Logf("%v", res.Err())
+	if got := res.Err().Error(); !strings.HasSuffix(got, "after reaching its limit of 67108864 bytes of memory") {
+		t.Errorf("killed for its memory: %q does not say so", got)
+	}
 	b.noneLeft(t)
 	b = newBuild(t, `x=$(busybox head -c 2000000 /dev/zero | busybox tr '\0' a); echo ${#x} > $out`)
 	b.MaxMemory = 64 << 20

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -49,6 +50,10 @@ type Result struct {
 	Limit time.Duration
 	// MaxLogSize is the log size that killed it (LogLimit), in bytes.
 	MaxLogSize int64
+	// LimitsHit names the limits of the build's cgroup that its processes
+	// ran into ("its limit of 50 processes and threads"), which may be why
+	// it failed; none where no cgroup held it.
+	LimitsHit []string
 	// cause is the context's error when Cancelled.
 	cause error
 }
@@ -82,6 +87,14 @@ func (r *Result) Err() error {
 type BuildError struct{ Result Result }
 
 func (e *BuildError) Error() string {
+	msg := e.message()
+	if len(e.Result.LimitsHit) > 0 && (e.Result.Outcome == Exited || e.Result.Outcome == Signaled) {
+		msg += " after reaching " + strings.Join(e.Result.LimitsHit, " and ")
+	}
+	return msg
+}
+
+func (e *BuildError) message() string {
 	r := e.Result
 	switch r.Outcome {
 	case Exited:

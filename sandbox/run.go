@@ -291,6 +291,9 @@ loop:
 		}
 	}
 	res := &Result{Duration: time.Since(start)}
+	if cg != nil {
+		res.LimitsHit = cg.limitsHit(int64(s.MaxProcesses), s.MaxMemory)
+	}
 	if !gotStatus {
 		status = <-statusCh
 	}
