@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -61,6 +62,16 @@ func hierarchies() ([]hierarchy, error) {
 	if err != nil {
 		return nil, err
 	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return parseHierarchies(cg, mi)
+}
+
+// parseHierarchies finds the cgroup hierarchies that mountinfo mounts and
+// where /proc/self/cgroup's lines (cg) put this process in each.
+func parseHierarchies(cg, mountinfo []byte) ([]hierarchy, error) {
 	paths := map[string]string{} // controllers ("" for v2) -> path
 	for _, line := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
 		parts := strings.SplitN(line, ":", 3)
@@ -68,13 +79,8 @@ func hierarchies() ([]hierarchy, error) {
 			paths[parts[1]] = parts[2]
 		}
 	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	var out []hierarchy
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(mountinfo))
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options... - fstype source superoptions
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
