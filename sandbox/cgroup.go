@@ -139,10 +139,11 @@ func newBuildCgroup(maxProcs, maxMem int64) (*buildCgroup, error) {
 	name := fmt.Sprintf("%s%d-%d", cgroupPrefix, os.Getpid(), cgroupSeq.Add(1))
 	for _, h := range hs {
 		if h.v2 && enableV2(h.dir, maxMem > 0) {
+			removeStale(h.dir)
 			c := &buildCgroup{how: "cgroup v2"}
 			dir := filepath.Join(h.dir, name)
 			if err := c.make(dir); err != nil {
-				return nil, err
+				break // not ours to use after all: v1, or RLIMIT_NPROC
 			}
 			if err := c.set(dir, "pids.max", maxProcs); err != nil {
 				return nil, err
