@@ -60,10 +60,12 @@ func (e *buildEnv) backingContent(t *testing.T, p string) string {
 // TestFixedOutputDescriptorPassing runs the CVE-2024-27297 attack: two
 // fixed-output builds at once, the victim hands a descriptor of its output
 // over an abstract unix socket, and the accomplice writes through it once
-// the victim's output is registered. The registered output must still be
-// what its hash says, and verify --check-contents clean. Either wall
-// stops it: the sandbox refuses unix sockets to fixed-output builds, and
-// realise copies a fixed output into fresh files before checking it.
+// the victim's output is registered; where socket(AF_UNIX) is refused,
+// both try datagram sockets from socketpair. The registered output must
+// still be what its hash says, and verify --check-contents clean. Either
+// wall stops it: the sandbox refuses unix sockets that can reach another
+// process to fixed-output builds, and realise copies a fixed output into
+// fresh files before checking it.
 func TestFixedOutputDescriptorPassing(t *testing.T) {
 	e := newBuildEnv(t)
 	fp := e.helperTree(t, "storefs/integration/internal/fdpass", "fdpass")
@@ -93,7 +95,8 @@ func TestFixedOutputDescriptorPassing(t *testing.T) {
 	if got := e.backingContent(t, outs[0]); got != "fixed" {
 		t.Errorf("the victim's registered output holds %q, its hash says %q", got, "fixed")
 	}
-	for _, w := range []string{"victim: socket: operation not permitted", "accomplice: socket: operation not permitted"} {
+	for _, w := range []string{"victim: socket: operation not permitted", "accomplice: socket: operation not permitted",
+		"victim: socketpair dgram: operation not permitted", "accomplice: socketpair dgram: operation not permitted"} {
 		if !strings.Contains(logs, w) {
 			t.Errorf("the builders' logs do not say %q", w)
 		}

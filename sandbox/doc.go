@@ -15,9 +15,10 @@
 //     its outputs in, /tmp, a minimal /dev, its own /proc and /etc files.
 //   - It has no network but its own loopback unless Spec.Network is set.
 //     With Spec.Network it shares the host's network namespace but cannot
-//     create unix sockets (seccomp), so it cannot meet another build or a
-//     host process through an abstract socket name and pass or receive
-//     file descriptors.
+//     create unix sockets that can reach another process (seccomp: no
+//     socket(AF_UNIX), no datagram socketpair), so it cannot meet another
+//     build or a host process through an abstract socket name and pass or
+//     receive file descriptors.
 //   - Its processes and threads are at most Spec.MaxProcesses at once, and
 //     its memory at most Spec.MaxMemory: a cgroup of its own where the host
 //     allows one, else RLIMIT_NPROC of its host uid (cgroup.go).
@@ -60,8 +61,8 @@
 //     /build, sets what Nix sets (umask 022, core size 0, no address space
 //     randomisation, the 32-bit personality for Spec.Linux32), loads the
 //     seccomp filter (Nix's: no setuid or setgid modes, no extended
-//     attributes; ours: no io_uring, and with Network no AF_UNIX sockets;
-//     seccomp.go) and execs the builder, argv[0] its base name,
+//     attributes; ours: no io_uring, and with Network no AF_UNIX sockets
+//     but stream pairs; seccomp.go) and execs the builder, argv[0] its base name,
 //     with exactly Spec.Env. Stdin is /dev/null, stdout and stderr the log
 //     pipe. fd 3 is close-on-exec: end of file there without a report means
 //     the builder runs.

@@ -21,16 +21,22 @@ import (
 //     an io_uring runs operations (setxattr, socket, openat...) in the
 //     kernel without the system calls this filter sees.
 //   - In a build with the host's network (fixed-output), socket(AF_UNIX,
-//     ...) fails with EPERM, and so does socketcall(SYS_SOCKET, ...) of the
-//     i386 ABI, whose arguments the filter cannot read (32-bit fixed-output
-//     builders that create sockets through socketcall have none). Such a
+//     ...) and socketpair(AF_UNIX, SOCK_DGRAM, ...) fail with EPERM, and so
+//     do socketcall(SYS_SOCKET, ...) and socketcall(SYS_SOCKETPAIR, ...) of
+//     the i386 ABI, whose arguments the filter cannot read (32-bit
+//     fixed-output builders that create sockets through socketcall have
+//     none). A datagram socket from socketpair would do as well as one from
+//     socket: connect(AF_UNSPEC) dissolves its pair, and it can then be
+//     bound to an abstract name and receive from anyone, or send to any
+//     named socket. Such a
 //     build shares the host's abstract unix socket namespace, which belongs
 //     to the network namespace: without the rule two fixed-output builds
 //     running at once (or a build and any local user) could pass file
 //     descriptors to each other (SCM_RIGHTS), and one could rewrite the
 //     other's output after it was checked (the CVE-2024-27297 class). The
 //     builder can still reach the network (AF_INET, AF_INET6), and
-//     socketpair(AF_UNIX, ...), which connects only to itself, still works.
+//     socketpair(AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET, ...), whose two
+//     ends stay connected to each other for good, still works.
 //     Why not a network namespace of its own with a route out instead:
 //     docs/design.md, "Fixed-output builds".
 
@@ -40,7 +46,7 @@ type syscallTable struct {
 	arch                                       uint32
 	chmod, fchmod, fchmodat, fchmodat2         int32
 	setxattr, lsetxattr, fsetxattr, setxattrat int32
-	socket, socketcall                         int32
+	socket, socketpair, socketcall             int32
 	ioURing                                    [3]int32 // io_uring_setup, io_uring_enter, io_uring_register
 	onlyBelow                                  uint32   // numbers at or above fail with ENOSYS (x32 on amd64); 0: none
 }
@@ -58,6 +64,8 @@ const (
 	seccompDataArgs = 16 // 8 bytes each; the low 32 bits come first (little endian)
 	modeSetid       = unix.S_ISUID | unix.S_ISGID
 	socketcallSock  = 1 // SYS_SOCKET, socketcall's first argument for socket(2)
+	socketcallPair  = 8 // SYS_SOCKETPAIR
+	sockTypeMask    = 0xf
 )
 
 func bpfStmt(code uint16, k uint32) unix.SockFilter {
@@ -75,6 +83,7 @@ const (
 	jeq       = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 	jge       = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
 	jset      = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
+	andK      = unix.BPF_ALU | unix.BPF_AND | unix.BPF_K
 	ret       = unix.BPF_RET | unix.BPF_K
 	errEPERM  = retErrno | uint32(unix.EPERM)
 	errENOTSP = retErrno | uint32(unix.ENOTSUP)
@@ -108,7 +117,30 @@ func (t syscallTable) block(opts filterOptions) []unix.SockFilter {
 	argIs(t.fchmodat2, 2, jset, modeSetid, errEPERM)
 	if opts.noUnixSockets {
 		argIs(t.socket, 0, jeq, unix.AF_UNIX, errEPERM)
-		argIs(t.socketcall, 0, jeq, socketcallSock, errEPERM)
+		if t.socketcall >= 0 {
+			body = append(body,
+				bpfJump(jeq, uint32(t.socketcall), 0, 5),
+				bpfStmt(ldAbs, seccompDataArgs),
+				bpfJump(jeq, socketcallSock, 2, 0),
+				bpfJump(jeq, socketcallPair, 1, 0),
+				bpfStmt(ret, retAllow),
+				bpfStmt(ret, errEPERM))
+		}
+		// socketpair(AF_UNIX, SOCK_DGRAM, ...): such a socket, freed from
+		// its pair by connect(AF_UNSPEC), can be bound to a name and
+		// receive from anyone, or send to any named socket. Stream and
+		// seqpacket pairs stay connected to each other for good.
+		if t.socketpair >= 0 {
+			body = append(body,
+				bpfJump(jeq, uint32(t.socketpair), 0, 7),
+				bpfStmt(ldAbs, seccompDataArgs),
+				bpfJump(jeq, unix.AF_UNIX, 0, 4),
+				bpfStmt(ldAbs, seccompDataArgs+8),
+				bpfStmt(andK, sockTypeMask),
+				bpfJump(jeq, unix.SOCK_DGRAM, 0, 1),
+				bpfStmt(ret, errEPERM),
+				bpfStmt(ret, retAllow))
+		}
 	}
 	refuse := func(errno uint32, nrs ...int32) {
 		for _, nr := range nrs {

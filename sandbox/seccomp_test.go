@@ -46,6 +46,8 @@ func runBPF(t *testing.T, prog []unix.SockFilter, arch, nr uint32, args [6]uint6
 			jump(a >= in.K)
 		case jset:
 			jump(a&in.K != 0)
+		case andK:
+			a &= in.K
 		case ret:
 			return in.K
 		default:
@@ -112,13 +114,30 @@ func checkFilter(t *testing.T, opts filterOptions) {
 		}{
 			{tab.socket, unix.AF_UNIX, unixSock}, {tab.socket, unix.AF_UNIX | 0xdead_0000_0000, unixSock},
 			{tab.socket, unix.AF_INET, retAllow}, {tab.socket, unix.AF_INET6, retAllow}, {tab.socket, unix.AF_NETLINK, retAllow},
-			{tab.socketcall, socketcallSock, unixSock}, {tab.socketcall, 3 /* SYS_CONNECT */, retAllow}, {tab.socketcall, 8 /* SYS_SOCKETPAIR */, retAllow},
+			{tab.socketcall, socketcallSock, unixSock}, {tab.socketcall, 3 /* SYS_CONNECT */, retAllow}, {tab.socketcall, socketcallPair, unixSock},
 		} {
 			if c.nr < 0 {
 				continue
 			}
 			if got := runBPF(t, prog, tab.arch, uint32(c.nr), [6]uint64{c.arg0}); got != c.want {
 				t.Errorf("arch %#x syscall %d (%#x, ...) with %+v: %#x, want %#x", tab.arch, c.nr, c.arg0, opts, got, c.want)
+			}
+		}
+		// socketpair: datagram pairs only, whatever the flags in the type.
+		for _, c := range []struct {
+			domain, typ uint64
+			want        uint32
+		}{
+			{unix.AF_UNIX, unix.SOCK_DGRAM, unixSock}, {unix.AF_UNIX, unix.SOCK_DGRAM | unix.SOCK_CLOEXEC | unix.SOCK_NONBLOCK, unixSock},
+			{unix.AF_UNIX | 0xdead_0000_0000, unix.SOCK_DGRAM | 0xdead_0000_0000, unixSock},
+			{unix.AF_UNIX, unix.SOCK_STREAM, retAllow}, {unix.AF_UNIX, unix.SOCK_SEQPACKET | unix.SOCK_CLOEXEC, retAllow},
+			{unix.AF_INET, unix.SOCK_DGRAM, retAllow},
+		} {
+			if tab.socketpair < 0 {
+				continue
+			}
+			if got := runBPF(t, prog, tab.arch, uint32(tab.socketpair), [6]uint64{c.domain, c.typ}); got != c.want {
+				t.Errorf("arch %#x socketpair(%#x, %#x) with %+v: %#x, want %#x", tab.arch, c.domain, c.typ, opts, got, c.want)
 			}
 		}
 		// Other calls pass, whatever their arguments.
@@ -164,9 +183,9 @@ func TestSeccompInSandbox(t *testing.T) {
 		b.Builder, b.Args = bbBin+"/probe", []string{outPath}
 		b.mustSucceed(t)
 		want := map[string]string{"setxattr": "ENOTSUP", "lsetxattr": "ENOTSUP", "fsetxattr": "ENOTSUP", "setxattrat": "ENOTSUP",
-			"io_uring_setup": "ENOSYS", "socket AF_UNIX": "ok", "socketpair AF_UNIX": "ok", "socket AF_INET": "ok"}
+			"io_uring_setup": "ENOSYS", "socket AF_UNIX": "ok", "socketpair AF_UNIX": "ok", "socketpair AF_UNIX dgram": "ok", "socket AF_INET": "ok"}
 		if network {
-			want["socket AF_UNIX"] = "EPERM"
+			want["socket AF_UNIX"], want["socketpair AF_UNIX dgram"] = "EPERM", "EPERM"
 		}
 		for _, call := range []string{"fchmod", "fchmodat", "fchmodat2", "chmod"} {
 			if call == "chmod" && runtime.GOARCH != "amd64" {

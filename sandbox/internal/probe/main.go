@@ -6,7 +6,8 @@
 //	probe PATH   try setxattr, lsetxattr, fsetxattr and setxattrat, then
 //	             chmod, fchmod, fchmodat and fchmodat2 to 04755 and 0755 on
 //	             PATH (a file), then io_uring_setup, socket(AF_UNIX),
-//	             socketpair(AF_UNIX) and socket(AF_INET)
+//	             socketpair(AF_UNIX) of streams and of datagrams, and
+//	             socket(AF_INET)
 //	probe fork N PROG
 //	             start PROG sleep 30 (busybox) N times, as fast as it can,
 //	             and print "forked K of N" when done or when a start fails;
@@ -81,6 +82,13 @@ func main() {
 	report("socket AF_UNIX", socket(func() (int, error) { return unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0) }))
 	report("socketpair AF_UNIX", socket(func() (int, error) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err == nil {
+			unix.Close(fds[1])
+		}
+		return fds[0], err
+	}))
+	report("socketpair AF_UNIX dgram", socket(func() (int, error) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err == nil {
 			unix.Close(fds[1])
 		}
