@@ -30,7 +30,14 @@ import (
 // for the build user: it counts the tasks of a host uid, and every
 // concurrent build has a host uid of its own (realise locks them
 // machine-wide), so it bounds one build. The memory limit then is not
-// enforced. Both count threads as well as processes, as the kernel does.
+// enforced (nor where cgroup v1 has no memory hierarchy storefs may use).
+// Both count threads as well as processes, as the kernel does.
+//
+// On a cgroup v2 host storefs's own cgroup must be able to have children
+// with the pids controller: the root, or a delegated cgroup without
+// processes of its own (the kernel's "no internal processes" rule). A
+// service's cgroup that holds storefs itself cannot, and builds then get
+// RLIMIT_NPROC; storefs does not move itself into a leaf cgroup.
 
 // cgroupsOff makes Run use RLIMIT_NPROC whatever the host offers (tests).
 var cgroupsOff atomic.Bool
@@ -179,10 +186,10 @@ func newBuildCgroup(maxProcs, maxMem int64) (*buildCgroup, error) {
 			}
 			removeStale(h.dir)
 			dir := filepath.Join(h.dir, name)
-			if err := c.make(dir); err != nil {
-				c.remove()
-				return nil, err
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				break // as where there is no memory hierarchy: not enforced
 			}
+			c.dirs = append(c.dirs, dir)
 			if err := c.set(dir, "memory.limit_in_bytes", maxMem); err != nil {
 				return nil, err
 			}
