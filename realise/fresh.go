@@ -59,6 +59,9 @@ func freshOutputs(drvName string, d *derivation.Derivation, outputs map[string]s
 	return nil
 }
 
+// errRestoreStopped ends the dump when the restore has failed.
+var errRestoreStopped = errors.New("restore stopped")
+
 // copyThroughNAR restores the NAR of src at dst (which must not exist).
 // dumpErr is an error reading src (what it holds), err one writing dst.
 func copyThroughNAR(src, dst string) (dumpErr, err error) {
@@ -70,11 +73,16 @@ func copyThroughNAR(src, dst string) (dumpErr, err error) {
 		done <- err
 	}()
 	err = nar.Restore(pr, dst)
-	pr.CloseWithError(errors.New("restore stopped"))
+	pr.CloseWithError(errRestoreStopped)
 	dumpErr = <-done
-	if dumpErr != nil {
+	if dumpErr != nil && !errors.Is(dumpErr, errRestoreStopped) {
+		// The dump failed first (the restore failed for want of data).
 		forceRemove(dst)
 		return dumpErr, nil
 	}
-	return nil, err
+	if err != nil {
+		forceRemove(dst)
+		return nil, err
+	}
+	return nil, nil
 }

@@ -122,3 +122,21 @@ func TestFreshOutputCost(t *testing.T) {
 	}
 	t.Logf("copying a 100 MiB fixed output through its NAR took %v", time.Since(start))
 }
+
+// A copy that cannot be written (no room, here no directory) is the
+// machine's failure, not the builder's.
+func TestFreshOutputsWriteFailure(t *testing.T) {
+	fixed := derivation.Output{Hash: nixhash.Sum(nixhash.SHA256, []byte("x")), Recursive: true}
+	d := &derivation.Derivation{Outputs: map[string]derivation.Output{"out": fixed}}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "out")
+	big := make([]byte, 4<<20)
+	if err := os.WriteFile(src, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := freshOutputs("/store/x.drv", d, map[string]string{"out": src}, filepath.Join(dir, "missing"), func(string) string { return "/store/x" })
+	var be *goals.BuildError
+	if err == nil || errors.As(err, &be) || !strings.Contains(err.Error(), "copying fixed output /store/x") {
+		t.Errorf("a copy that cannot be written: %v, want a plain error naming the output", err)
+	}
+}
