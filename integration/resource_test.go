@@ -78,3 +78,56 @@ func TestBuildOutOfSpaceNotRemembered(t *testing.T) {
 	}
 	e.checkVerify(t)
 }
+
+// memoryCgroupV1 makes a cgroup v1 memory cgroup of limit bytes below this
+// process's, or fails the test (this host mounts the v1 memory hierarchy).
+func memoryCgroupV1(t *testing.T, limit int64) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var path string
+	for _, line := range strings.Split(string(data), "\n") {
+		if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && parts[1] == "memory" {
+			path = parts[2]
+		}
+	}
+	if path == "" {
+		t.Fatal("no cgroup v1 memory hierarchy on this host")
+	}
+	dir := filepath.Join("/sys/fs/cgroup/memory", path, "storefs-test-"+randomTag(t))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(fmt.Sprint(limit)), 0); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestBuildHostOOMNotRemembered: a builder killed by the kernel for want
+// of memory where storefs runs (here a memory cgroup around storefs, not
+// the build's own limit) is not remembered as a failed build: outside
+// that cgroup the same realise (no --retry-failed) builds it.
+func TestBuildHostOOMNotRemembered(t *testing.T) {
+	e := newBuildEnv(t)
+	drvs := e.instantiate(t, fmt.Sprintf(`{
+  hungry = mk { name = "hungry-%s"; args = ["-c" "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo \${#x} > $out"]; };
+}`, randomTag(t)), "hungry")
+	e.addDrvs(t, drvs...)
+	cg := memoryCgroupV1(t, 96<<20)
+	script := fmt.Sprintf("echo $$ > %s/cgroup.procs && exec %s --store-dir %s --state-dir %s realise %s",
+		cg, storefsBin, storeDir, e.state, drvs[0])
+	r := runCmd(t, os.Environ(), nil, "sh", "-c", script)
+	msg := string(r.stderr)
+	if r.code != 1 || !strings.Contains(msg, "by the kernel for want of memory") || !strings.Contains(msg, "not remembered") {
+		t.Errorf("a build killed by the host's OOM killer: exit %d, want 1 and a message that says so:\n%s", r.code, msg)
+	}
+	r = e.sfsResult(t, "realise", drvs[0])
+	if r.code != 0 {
+		t.Errorf("realise with room: exit %d\n%s", r.code, r.stderr)
+	}
+	e.checkVerify(t)
+}

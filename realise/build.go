@@ -222,6 +222,7 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	spec.Log = log
+	oomBefore := oomKills()
 	res, err := sandbox.Run(ctx, spec)
 	if opts.BuilderDone != nil {
 		opts.BuilderDone() // its processes are gone: the next may start
@@ -247,6 +248,10 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		if why, full := fullFilesystem(scratch); full {
 			return fmt.Errorf("building %s: %s while %s; not remembered as a build failure, since it may succeed once there is room",
 				drvName, failed.Detail(), why)
+		}
+		if killedByHostOOM(res, oomBefore) {
+			return fmt.Errorf("building %s: %s, by the kernel for want of memory on the machine; not remembered as a build failure, since it may succeed with more room",
+				drvName, failed.Detail())
 		}
 		return failed
 	}

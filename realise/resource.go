@@ -1,16 +1,24 @@
 package realise
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"storefs/sandbox"
 )
 
 // A build that failed because the machine ran out of something (space,
 // inodes, memory, descriptors) or had an I/O error is not the build's
-// failure: it may well succeed once space is freed, so it must not be
+// failure (a builder killed by the kernel's out-of-memory killer when its
+// own memory limit was not what it hit counts too): it may well succeed once space is freed, so it must not be
 // remembered (goals remembers only a *goals.BuildError). Build returns such
 // failures as plain errors that say why.
 
@@ -46,4 +54,39 @@ func fullFilesystem(dir string) (string, bool) {
 		return fmt.Sprintf("the filesystem of %s has no inodes left (of %d)", dir, st.Files), true
 	}
 	return "", false
+}
+
+// oomKills is the kernel's count of processes killed for want of memory
+// (oom_kill in /proc/vmstat; -1 when it cannot be read).
+func oomKills() int64 {
+	data, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		return -1
+	}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("oom_kill ")); ok {
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// killedByHostOOM reports whether a builder that died of SIGKILL was most
+// likely killed by the kernel for want of memory on the host (the count
+// went up during the build), not by the limit of its own cgroup: nothing
+// else sends it SIGKILL unasked.
+func killedByHostOOM(res *sandbox.Result, before int64) bool {
+	if res.Outcome != sandbox.Signaled || res.Signal != syscall.SIGKILL || before < 0 {
+		return false
+	}
+	for _, l := range res.LimitsHit {
+		if strings.Contains(l, "memory") {
+			return false // its own limit: the build needs more than it may have
+		}
+	}
+	return oomKills() > before
 }

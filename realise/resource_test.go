@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -51,5 +52,29 @@ func TestFullFilesystem(t *testing.T) {
 	}
 	if _, full := fullFilesystem("/nonexistent/x"); full {
 		t.Error("a missing dir counts as full")
+	}
+}
+
+func TestKilledByHostOOM(t *testing.T) {
+	now := oomKills()
+	if now < 0 {
+		t.Fatal("no oom_kill in /proc/vmstat")
+	}
+	for _, c := range []struct {
+		res    sandbox.Result
+		before int64
+		want   bool
+	}{
+		{sandbox.Result{Outcome: sandbox.Signaled, Signal: syscall.SIGKILL}, now - 1, true},
+		{sandbox.Result{Outcome: sandbox.Signaled, Signal: syscall.SIGKILL}, now, false},     // no kill meanwhile
+		{sandbox.Result{Outcome: sandbox.Signaled, Signal: syscall.SIGKILL}, -1, false},      // count unknown
+		{sandbox.Result{Outcome: sandbox.Signaled, Signal: syscall.SIGSEGV}, now - 1, false}, // its own crash
+		{sandbox.Result{Outcome: sandbox.Exited, ExitCode: 137}, now - 1, false},             // a shell's report of a kill is its exit
+		{sandbox.Result{Outcome: sandbox.TimedOut}, now - 1, false},                          // we killed it
+		{sandbox.Result{Outcome: sandbox.Signaled, Signal: syscall.SIGKILL, LimitsHit: []string{"its limit of 1 bytes of memory"}}, now - 1, false},
+	} {
+		if got := killedByHostOOM(&c.res, c.before); got != c.want {
+			t.Errorf("%+v, count before %d (now %d): %v, want %v", c.res, c.before, now, got, c.want)
+		}
 	}
 }
