@@ -246,12 +246,10 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 	}
 	if failed := buildFailure(drvName, res, log.Tail()); failed != nil {
 		if why, full := fullFilesystem(scratch); full {
-			return fmt.Errorf("building %s: %s while %s; not remembered as a build failure, since it may succeed once there is room",
-				drvName, failed.Detail(), why)
+			return machineFailure(drvName, failed, "while "+why)
 		}
 		if killedByHostOOM(res, oomBefore) {
-			return fmt.Errorf("building %s: %s, by the kernel for want of memory on the machine; not remembered as a build failure, since it may succeed with more room",
-				drvName, failed.Detail())
+			return machineFailure(drvName, failed, "by the kernel for want of memory on the machine")
 		}
 		return failed
 	}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"storefs/goals"
 	"storefs/sandbox"
 )
 
@@ -89,4 +90,13 @@ func killedByHostOOM(res *sandbox.Result, before int64) bool {
 		}
 	}
 	return oomKills() > before
+}
+
+// machineFailure is a failed build that was the machine's fault, why
+// saying how, as a plain error: the builder's message, why, and the log's
+// last lines.
+func machineFailure(drvName string, failed *goals.BuildError, why string) error {
+	be := *failed
+	be.Message = failed.Message + " " + why + "; not remembered as a build failure, since it may succeed once there is room"
+	return fmt.Errorf("building %s: %s", drvName, be.Detail())
 }
