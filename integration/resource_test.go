@@ -66,6 +66,7 @@ func TestBuildOutOfSpaceNotRemembered(t *testing.T) {
 		t.Fatalf("realise on a full filesystem succeeded")
 	}
 	msg := string(r.stderr)
+	t.Logf("realise said:\n%s", msg)
 	if r.code != 1 || !strings.Contains(msg, "is full") || !strings.Contains(msg, "not remembered") {
 		t.Errorf("realise on a full filesystem: exit %d, want 1 and a message that says the filesystem is full:\n%s", r.code, msg)
 	}
