@@ -52,11 +52,14 @@
 //     refused) is remembered in the store (failures bucket) with its reason
 //     and status, so requests within FailureTTL fail fast with the same
 //     message and exit status; ClearFailures forgets. Cancellations, setup
-//     errors and "cannot build here" are not remembered. A goal that fails
+//     errors, "cannot build here" and the machine's failures (out of space
+//     or memory: the Builder returns them as plain errors, never as
+//     *BuildError) are not remembered. A goal that fails
 //     because an input failed says which (DependencyError).
 //  5. Exit statuses are Nix's (errors.go): 100 the builder failed, 101 timed
 //     out, 102 hash mismatch, or'ed across failures; 1 when no failure is a
-//     build failure (outputs refused, bad input).
+//     build failure (outputs refused, a log past max-build-log-size, bad
+//     input).
 //
 // # Requests
 //

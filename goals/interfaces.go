@@ -14,8 +14,10 @@ type Builder interface {
 	// Build builds the derivation d stored at drv, all of whose inputs are
 	// valid, and registers every output, with drv as deriver, before it
 	// returns nil. The caller holds a build slot and the outputs' locks.
-	// A failure of the build itself is a *BuildError; ctx ending kills the
-	// builder's whole process tree before Build returns.
+	// A failure of the build itself is a *BuildError, and only that: a
+	// failure that may not happen again (the sandbox could not be made, the
+	// disk was full) is a plain error, which is not remembered. ctx ending
+	// kills the builder's whole process tree before Build returns.
 	Build(ctx context.Context, drv storepath.Path, d *derivation.Derivation, opts BuildOptions) error
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"storefs/goals"
+	"storefs/realise"
 )
 
 // buildFlags are the goal engine's limits, shared by realise and mount.
@@ -15,6 +16,10 @@ type buildFlags struct {
 	Timeout       duration   `default:"0" placeholder:"SECONDS" help:"Kill a builder that runs longer than this: seconds, or with a unit (10m) (0: never)."`
 	FailureTTL    duration   `name:"failure-ttl" default:"10m" placeholder:"SECONDS" help:"How long a failed build is remembered, so that requests fail fast: seconds, or with a unit (${default})."`
 	Fallback      bool       `help:"Build a derivation from source when a binary cache has its outputs but cannot deliver them (as Nix's --fallback)."`
+	MaxLogSize    byteSize   `name:"max-build-log-size" default:"0" placeholder:"BYTES" help:"Kill a builder that writes more than this many bytes of log output, with K, M, G or T (0: no limit), as Nix."`
+	KeepLogSize   byteSize   `name:"keep-build-log-size" default:"64M" placeholder:"BYTES" help:"How much of a build's output its log keeps: the first BYTES, then a line saying how much was dropped and the last lines (0: all) (${default})."`
+	PidsMax       int        `name:"build-pids-max" default:"4096" placeholder:"N" help:"Processes and threads one build may have at once, by a cgroup's pids.max where the host allows one, else RLIMIT_NPROC of its build user (0: no limit) (${default})."`
+	MemoryMax     byteSize   `name:"build-memory-max" default:"0" placeholder:"BYTES" help:"Memory one build may use, by a cgroup's memory limit where the host allows one, with K, M, G or T (0: no limit)."`
 	Subst         substFlags `embed:""`
 }
 
@@ -71,4 +76,19 @@ func (r requestFlags) request(mountSubsts []string, subst func([]string) (goals.
 	sub, err := subst(r.Substituters)
 	req.Substituter = sub
 	return req, err
+}
+
+// configure gives a builder the limits of these flags on builds and logs.
+func (f *buildFlags) configure(b *realise.Builder) *realise.Builder {
+	b.MaxLogSize = int64(min(f.MaxLogSize.n, 1<<62))
+	b.LogKeep = int64(min(f.KeepLogSize.n, 1<<62))
+	if f.KeepLogSize.set && f.KeepLogSize.n == 0 {
+		b.LogKeep = -1 // keep everything
+	}
+	b.MaxProcesses = f.PidsMax
+	if f.PidsMax == 0 {
+		b.MaxProcesses = -1 // no limit
+	}
+	b.MaxMemory = int64(min(f.MemoryMax.n, 1<<62))
+	return b
 }

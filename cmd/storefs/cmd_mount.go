@@ -44,7 +44,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	defer s.Close()
 	status := newDaemonStatus(s)
 	status.logf = logger.Printf
-	b := &realise.Builder{Store: s}
+	b := c.configure(&realise.Builder{Store: s})
 	// Downloads and warnings of substituters go to the log, a line each.
 	sub, err := c.Subst.substituter(s, newProgress(logWriter{logger}, s))
 	if err != nil {

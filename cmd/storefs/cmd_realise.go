@@ -54,7 +54,7 @@ func (c *realiseCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 			}
 		}
 		prog := newProgress(io.err, s)
-		b := &realise.Builder{Store: s, OnLogLine: prog.logLine}
+		b := c.configure(&realise.Builder{Store: s, OnLogLine: prog.logLine})
 		sub, err := c.Subst.substituter(s, prog)
 		if err != nil {
 			return err

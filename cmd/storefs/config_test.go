@@ -122,6 +122,8 @@ func TestSettingValueErrors(t *testing.T) {
 		{"narinfo-query-timeout = soon", "narinfo-query-timeout: \"soon\" is not a duration"},
 		{"substituter-retry-after = 1d", "substituter-retry-after: \"1d\" is not a duration"},
 		{"narinfo-query-rate = fast", "narinfo-query-rate: \"fast\" is not a whole number"},
+		{"max-build-log-size = 1Q", "max-build-log-size: \"1Q\": unknown unit"},
+		{"keep-build-log-size = 12x4", "keep-build-log-size: \"12x4\" is not a whole number of bytes"},
 	} {
 		conf := filepath.Join(t.TempDir(), "storefs.conf")
 		os.WriteFile(conf, []byte("# settings\n\n"+c.line+"\n"), 0o644)
