@@ -18,10 +18,15 @@ deps:
 	@./scripts/deps.sh
 
 # Every test, integration included. Nothing skips: a missing dependency is
-# installed by deps, and a test that still lacks one fails.
+# installed by deps, and a test that still lacks one fails. Then the
+# concurrent packages again under the race detector, and the engine on one
+# thread too, where some interleavings show up only.
+RACE_PKGS := ./goals/ ./store/... ./fusefs/ ./realise/
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+	GOMAXPROCS=1 $(GO) test -race -count=1 -timeout 20m ./goals/
 
 # storefs against real Nix (or native) on the same work in one run; each
 # benchmark prints its ratio.

@@ -22,7 +22,10 @@
 //   - serves it when it is valid;
 //   - otherwise asks the Realiser (goals.Worker.Realise) and waits: an
 //     output of a known derivation is built, a path a substituter has is
-//     fetched, and the lookup returns once the path is registered;
+//     fetched, and the lookup returns once the path is registered (the
+//     realisation's context carries the looking-up process's uid, through
+//     Options.WithCaller, so that the substituter can bound one user's
+//     cache queries);
 //   - answers ENOENT for a name that is not a store path, or that nothing
 //     can realise, and remembers that for NegativeTTL (in the kernel, as a
 //     negative dentry, and here).

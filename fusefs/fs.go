@@ -52,6 +52,10 @@ type Options struct {
 	IsUnknown func(error) bool
 	// OnFailure hears every failed realisation (for status and logs).
 	OnFailure func(p storepath.Path, err error)
+	// WithCaller, if set, marks the context of a lookup's realisation
+	// with the uid of the process that looked up (goals.WithCaller), so
+	// that what it causes can be bounded per user.
+	WithCaller func(ctx context.Context, uid uint32) context.Context
 	// Logf logs; nil means the standard logger.
 	Logf func(format string, args ...any)
 	// Debug logs every FUSE request.

@@ -101,6 +101,9 @@ func (f *FS) realise(ctx context.Context, p storepath.Path) error {
 		return err
 	}
 	rctx, cancel := context.WithCancel(f.ctx)
+	if caller, ok := fuse.FromContext(ctx); ok && f.opts.WithCaller != nil {
+		rctx = f.opts.WithCaller(rctx, caller.Uid)
+	}
 	done := make(chan error, 1)
 	go func() { done <- f.realiser.Realise(rctx, p) }()
 	select {

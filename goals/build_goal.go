@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -47,7 +48,7 @@ func (g *buildGoal) init(ctx context.Context) error {
 			return err
 		}
 	}
-	if g.w.opts.MaxJobs == 0 {
+	if g.w.opts.MaxJobs == 0 || g.w.request(ctx).NoLocalBuilds {
 		return fmt.Errorf("cannot build %s: %w", g.print(g.drvPath), ErrNoLocalBuilds)
 	}
 	roots, err := g.w.store.NewTempRoots(ctx)
@@ -82,7 +83,7 @@ func (g *buildGoal) realiseInputs(ctx context.Context) error {
 	for _, p := range g.drv.InputSrcs {
 		inputs = append(inputs, input{p: p})
 	}
-	errs := waitAll(ctx, g.w.opts.KeepGoing, inputs, func(ctx context.Context, in input) error {
+	errs := waitAll(ctx, g.w.request(ctx).KeepGoing, inputs, func(ctx context.Context, in input) error {
 		var err error
 		if in.isDrv {
 			err = g.realiseInputDrv(ctx, in.p, in.wanted)
@@ -197,7 +198,12 @@ func (g *buildGoal) tryToBuild(ctx context.Context) error {
 func (g *buildGoal) run(ctx context.Context, outs []storepath.Path, freeSlot func()) error {
 	w := g.w
 	w.event(Event{Kind: BuildStarted, Path: g.drvPath})
-	opts := BuildOptions{Cores: w.opts.Cores, Timeout: w.opts.Timeout, MaxSilent: w.opts.MaxSilent, BuilderDone: freeSlot}
+	r := w.request(ctx)
+	cores := r.Cores
+	if cores <= 0 {
+		cores = runtime.NumCPU()
+	}
+	opts := BuildOptions{Cores: cores, Timeout: r.Timeout, MaxSilent: r.MaxSilent, BuilderDone: freeSlot}
 	err := w.builder.Build(ctx, g.drvPath, g.drv, opts)
 	if err == nil {
 		if missing, verr := w.invalidPaths(outs); verr != nil {

@@ -56,7 +56,7 @@ func (w *Worker) loadDerivation(ctx context.Context, drv storepath.Path) (*deriv
 	if ok, err := w.store.IsValid(drv); err != nil {
 		return nil, err
 	} else if !ok {
-		if w.subst == nil {
+		if w.substituter(ctx) == nil {
 			return nil, fmt.Errorf("cannot build %s: the derivation is %w (storefs derivation add adds it)", w.store.Print(drv), store.ErrNotValid)
 		}
 		if err := w.substitute(ctx, drv); err != nil {
@@ -97,11 +97,12 @@ func (w *Worker) rememberedFailure(drv storepath.Path) error {
 }
 
 // trySubstitute fetches the invalid wanted outputs from binary caches, as
-// Nix does before building. An output that no cache has is built; one that
+// Nix does before building. An output that no cache has (or whose
+// references no cache has) is built; one that
 // a cache has but could not deliver (a corrupt NAR, a refused signature, a
 // network error) is an error unless Fallback is set.
 func (g *derivationGoal) trySubstitute(ctx context.Context, missing []storepath.Path) (map[string]storepath.Path, error) {
-	if g.w.subst == nil {
+	if g.w.substituter(ctx) == nil {
 		return g.build(ctx)
 	}
 	errs := waitAll(ctx, true, missing, func(ctx context.Context, p storepath.Path) error {
@@ -113,10 +114,10 @@ func (g *derivationGoal) trySubstitute(ctx context.Context, missing []storepath.
 	if len(errs) == 0 {
 		return g.outputs, nil
 	}
-	if !g.w.opts.Fallback {
+	if !g.w.request(ctx).Fallback {
 		var failed []error
 		for _, err := range errs {
-			if !errors.Is(err, ErrNoSubstitute) {
+			if !errors.Is(err, ErrNoSubstitute) && !errors.Is(err, ErrIncompleteClosure) {
 				failed = append(failed, err)
 			}
 		}

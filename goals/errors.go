@@ -12,9 +12,12 @@ import (
 // low bits are or'ed into the exit code (103 is a timeout and a hash
 // mismatch). A builder that succeeded but whose outputs were refused
 // (missing, a reference cycle, a broken reference rule) is
-// StatusOutputRejected, which adds no bit: Nix exits 1 then.
+// StatusOutputRejected, which adds no bit: Nix exits 1 then. So is a
+// builder killed for writing more than max-build-log-size (StatusLogLimit,
+// Nix's LogLimitExceeded).
 const (
 	StatusOutputRejected = 1
+	StatusLogLimit       = 1
 	StatusBuildFailed    = 0x64 // 100
 	StatusTimedOut       = 0x65 // 101
 	StatusHashMismatch   = 0x66 // 102
@@ -54,7 +57,7 @@ func ExitStatus(errs ...error) int {
 // BuildError is a build that ran and failed (or was remembered to have).
 type BuildError struct {
 	Drv     string // the .drv path
-	Status  int    // StatusBuildFailed, StatusTimedOut, StatusHashMismatch, StatusOutputRejected
+	Status  int    // StatusBuildFailed, StatusTimedOut, StatusHashMismatch, StatusOutputRejected, StatusLogLimit
 	Message string // what went wrong, e.g. "builder exited with code 1"
 	LogTail []string
 	Cached  bool // failed fast: remembered from an earlier build

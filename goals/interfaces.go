@@ -14,13 +14,15 @@ type Builder interface {
 	// Build builds the derivation d stored at drv, all of whose inputs are
 	// valid, and registers every output, with drv as deriver, before it
 	// returns nil. The caller holds a build slot and the outputs' locks.
-	// A failure of the build itself is a *BuildError; ctx ending kills the
-	// builder's whole process tree before Build returns.
+	// A failure of the build itself is a *BuildError, and only that: a
+	// failure that may not happen again (the sandbox could not be made, the
+	// disk was full) is a plain error, which is not remembered. ctx ending
+	// kills the builder's whole process tree before Build returns.
 	Build(ctx context.Context, drv storepath.Path, d *derivation.Derivation, opts BuildOptions) error
 }
 
 // BuildChecker is a Builder that can tell beforehand that it cannot build
-// a derivation at all. A DerivationGoal asks it before it realises the
+// a derivation at all. A build goal asks it before it realises the
 // inputs, so that nothing is built in vain.
 type BuildChecker interface {
 	// CanBuild says why d cannot be built here (another system, missing
@@ -63,6 +65,11 @@ type Substitute struct {
 
 // ErrNoSubstitute says no substituter has a path.
 var ErrNoSubstitute = errors.New("no substituter has it")
+
+// ErrIncompleteClosure says a cache has a path but no cache has one of its
+// references. A derivation goal builds then, as when no cache has the
+// output (Nix counts it so too).
+var ErrIncompleteClosure = errors.New("incomplete closure in the binary caches")
 
 // ErrUnknownPath says a path is not valid, no known derivation produces it
 // and no substituter has it.

@@ -15,32 +15,38 @@ func (w *Worker) runSubstitutionGoal(ctx context.Context, p storepath.Path) erro
 	if ok, err := w.store.IsValid(p); err != nil || ok {
 		return err
 	}
-	if w.subst == nil {
+	subst := w.substituter(ctx)
+	if subst == nil {
 		return fmt.Errorf("%s: %w", w.store.Print(p), ErrNoSubstitute)
 	}
 	if err := acquire(ctx, w.querySlots); err != nil {
 		return err
 	}
-	sub, err := w.subst.Query(ctx, p)
+	sub, err := subst.Query(ctx, p)
 	<-w.querySlots
 	if err != nil {
 		return err
 	}
-	return w.substReferences(ctx, p, sub)
+	return w.substReferences(ctx, p, subst, sub)
 }
 
 // substReferences substitutes every reference of p first.
-func (w *Worker) substReferences(ctx context.Context, p storepath.Path, sub *Substitute) error {
+func (w *Worker) substReferences(ctx context.Context, p storepath.Path, subst Substituter, sub *Substitute) error {
 	var refs []storepath.Path
 	for _, r := range sub.References {
 		if r != p {
 			refs = append(refs, r)
 		}
 	}
-	errs := waitAll(ctx, w.opts.KeepGoing, refs, func(ctx context.Context, r storepath.Path) error {
+	errs := waitAll(ctx, w.request(ctx).KeepGoing, refs, func(ctx context.Context, r storepath.Path) error {
 		if err := w.substitute(ctx, r); err != nil {
 			if ctx.Err() != nil {
 				return err
+			}
+			if errors.Is(err, ErrNoSubstitute) {
+				// No cache has the reference, but one has p: that must
+				// not read as "no substituter has p" (ErrUnknownPath).
+				err = fmt.Errorf("%w: %v, yet the narinfo of %s names it as a reference", ErrIncompleteClosure, err, w.store.Print(p))
 			}
 			return depError(w.store.Dir, p, r, err)
 		}
@@ -52,12 +58,12 @@ func (w *Worker) substReferences(ctx context.Context, p storepath.Path, sub *Sub
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	return w.fetch(ctx, p, sub)
+	return w.fetch(ctx, p, subst, sub)
 }
 
 // fetch takes a substitution slot and p's lock and fetches p unless it
 // became valid meanwhile.
-func (w *Worker) fetch(ctx context.Context, p storepath.Path, sub *Substitute) error {
+func (w *Worker) fetch(ctx context.Context, p storepath.Path, subst Substituter, sub *Substitute) error {
 	if err := acquire(ctx, w.substSlots); err != nil {
 		return err
 	}
@@ -71,7 +77,7 @@ func (w *Worker) fetch(ctx context.Context, p storepath.Path, sub *Substitute) e
 		return err
 	}
 	w.event(Event{Kind: SubstitutionStarted, Path: p})
-	if err := w.subst.Fetch(ctx, p, sub); err != nil {
+	if err := subst.Fetch(ctx, p, sub); err != nil {
 		w.event(Event{Kind: SubstitutionFailed, Path: p, Err: err})
 		return err
 	}

@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"storefs/store"
-	"storefs/store/nar"
-	"storefs/store/nixhash"
 	"storefs/store/storepath"
 )
 
@@ -94,24 +90,13 @@ func (f *fakeSubstituter) Fetch(ctx context.Context, p storepath.Path, sub *Subs
 	if f.corrupt[p] {
 		return fmt.Errorf("NAR of %s from fake://cache: NAR hash mismatch", f.s.Print(p))
 	}
-	tmp, err := f.s.NewTemp()
+	reg, cleanup, err := fileRegistration(f.s, p, p.Name())
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	file := filepath.Join(tmp, "out")
-	if err := os.WriteFile(file, []byte(p.Name()), 0o444); err != nil {
-		return err
-	}
-	h := nixhash.SHA256.New()
-	cw := &counter{w: h}
-	if err := nar.Dump(cw, file); err != nil {
-		return err
-	}
-	return f.s.Register(store.Registration{
-		Info:     store.PathInfo{Path: p, NarHash: nixhash.FromHasher(nixhash.SHA256, h), NarSize: cw.n, References: sub.References},
-		Contents: file,
-	})
+	defer cleanup()
+	reg.Info.References = sub.References
+	return f.s.Register(reg)
 }
 
 func (f *fakeSubstituter) counts(p storepath.Path) (queries, fetches int) {
@@ -313,7 +298,7 @@ func TestFallback(t *testing.T) {
 			out := e.output(t, drv)
 			f.has[out] = nil
 			f.corrupt[out] = true
-			w := e.workerWith(f, Options{MaxJobs: 1, Fallback: fallback})
+			w := e.workerWith(f, Options{MaxJobs: 1, Request: Request{Fallback: fallback}})
 			_, err := w.BuildDerivation(context.Background(), drv)
 			if fallback {
 				if err != nil || e.b.count(drv) != 1 {
@@ -388,5 +373,51 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("waited 20 s for %s", what)
 		panic("unreachable")
+	}
+}
+
+// TestRequestOptions: what a request asks (WithRequest) applies to the
+// goals it starts, not to the worker's other requests.
+func TestRequestOptions(t *testing.T) {
+	e := newEnv(t)
+	f := newFakeSubstituter(e.s)
+	cachedDrv := e.drv(t, "cached", nil, nil)
+	f.has[e.output(t, cachedDrv)] = nil
+	broken := e.drv(t, "broken", nil, nil)
+	f.has[e.output(t, broken)] = nil
+	f.corrupt[e.output(t, broken)] = true
+	local := e.drv(t, "local", nil, nil)
+	w := e.workerWith(f, Options{MaxJobs: 1})
+	ctx := context.Background()
+
+	// No substitutes: the cached derivation is built.
+	if _, err := w.BuildDerivation(WithRequest(ctx, Request{NoSubstitutes: true}), cachedDrv); err != nil || e.b.count(cachedDrv) != 1 {
+		t.Errorf("without substitutes: %v, built %d times; want one build", err, e.b.count(cachedDrv))
+	}
+	if q, _ := f.counts(e.output(t, cachedDrv)); q != 0 {
+		t.Errorf("without substitutes the cache was asked %d times", q)
+	}
+	// No local builds for this request only.
+	if _, err := w.BuildDerivation(WithRequest(ctx, Request{NoLocalBuilds: true}), local); !errors.Is(err, ErrNoLocalBuilds) {
+		t.Errorf("request without local builds: %v", err)
+	}
+	if _, err := w.BuildDerivation(ctx, local); err != nil {
+		t.Errorf("the next request, with the worker's defaults: %v", err)
+	}
+	// Fallback for this request only.
+	if _, err := w.BuildDerivation(ctx, broken); !errors.As(err, new(*SubstitutionError)) {
+		t.Errorf("without fallback: %v", err)
+	}
+	if _, err := w.BuildDerivation(WithRequest(ctx, Request{Fallback: true}), broken); err != nil || e.b.count(broken) != 1 {
+		t.Errorf("with fallback: %v, built %d times", err, e.b.count(broken))
+	}
+	// Another substituter for this request.
+	other := newFakeSubstituter(e.s)
+	p := other.cached(t, "elsewhere")
+	if err := w.Realise(ctx, p); !errors.Is(err, ErrUnknownPath) {
+		t.Errorf("a path only another cache has, with the worker's: %v", err)
+	}
+	if err := w.Realise(WithRequest(ctx, Request{Substituter: other}), p); err != nil {
+		t.Errorf("with the request's substituter: %v", err)
 	}
 }

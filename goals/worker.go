@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
@@ -16,16 +15,9 @@ import (
 type Options struct {
 	MaxJobs             int           // build slots; 0: no local builds (Nix's max-jobs 0)
 	MaxSubstitutionJobs int           // substitutions at once, and cache queries at once; 0 means 16
-	Cores               int           // NIX_BUILD_CORES; 0 means the number of cores
-	KeepGoing           bool          // build what can be built; otherwise stop at the first failure
 	FailureTTL          time.Duration // how long a failure makes requests fail fast; 0 or less: not at all (failures are still recorded)
-	Timeout             time.Duration // per build; 0: none
-	MaxSilent           time.Duration // per build; 0: none
-	// Fallback builds a derivation whose wanted outputs a cache has but
-	// could not deliver (a corrupt NAR, a network error); without it that
-	// is an error, as in Nix.
-	Fallback bool
-	Observer Observer // progress; may be nil
+	Observer            Observer      // progress; may be nil
+	Request                           // what a request asks unless it says otherwise (WithRequest)
 }
 
 // Observer hears about goals as they run. Calls may come from many
@@ -82,9 +74,6 @@ func New(s *store.Store, b Builder, subst Substituter, opts Options) *Worker {
 	if opts.MaxSubstitutionJobs <= 0 {
 		opts.MaxSubstitutionJobs = 16
 	}
-	if opts.Cores <= 0 {
-		opts.Cores = runtime.NumCPU()
-	}
 	return &Worker{
 		store: s, builder: b, subst: subst, opts: opts,
 		buildSlots: make(chan struct{}, opts.MaxJobs),
@@ -127,7 +116,9 @@ func (w *Worker) want(ctx context.Context, key string, run func(ctx context.Cont
 	g := w.goals[key]
 	started := g == nil
 	if started {
-		gctx, cancel := context.WithCancelCause(context.Background())
+		// The goal outlives any one requester, but runs with the
+		// starter's request.
+		gctx, cancel := context.WithCancelCause(WithRequest(context.Background(), w.request(ctx)))
 		g = &goal{done: make(chan struct{}), cancel: cancel}
 		w.goals[key] = g
 		w.running.Add(1)
@@ -236,7 +227,7 @@ func (w *Worker) Realise(ctx context.Context, p storepath.Path) error {
 		}
 		return errors.Join(errs...)
 	}
-	if w.subst == nil {
+	if w.substituter(ctx) == nil {
 		return fmt.Errorf("%s: %w", w.store.Print(p), ErrUnknownPath)
 	}
 	err = w.substitute(ctx, p)

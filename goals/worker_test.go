@@ -97,24 +97,13 @@ func (b *fakeBuilder) Build(ctx context.Context, drv storepath.Path, d *derivati
 	}
 	var regs []store.Registration
 	for id, o := range d.Outputs {
-		tmp, err := b.s.NewTemp()
+		reg, cleanup, err := fileRegistration(b.s, o.Path, d.Name()+" "+id)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp)
-		f := filepath.Join(tmp, "out")
-		if err := os.WriteFile(f, []byte(d.Name()+" "+id), 0o444); err != nil {
-			return err
-		}
-		h := nixhash.SHA256.New()
-		cw := &counter{w: h}
-		if err := nar.Dump(cw, f); err != nil {
-			return err
-		}
-		regs = append(regs, store.Registration{
-			Info:     store.PathInfo{Path: o.Path, NarHash: nixhash.FromHasher(nixhash.SHA256, h), NarSize: cw.n, Deriver: drv},
-			Contents: f,
-		})
+		defer cleanup()
+		reg.Info.Deriver = drv
+		regs = append(regs, reg)
 	}
 	return b.s.Register(regs...)
 }
@@ -131,6 +120,30 @@ func (b *fakeBuilder) maxRunning() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.maxRun
+}
+
+// fileRegistration makes the contents of p a file holding text, in the
+// store's scratch space, and its Registration (no references, no
+// deriver); cleanup removes the scratch.
+func fileRegistration(s *store.Store, p storepath.Path, text string) (reg store.Registration, cleanup func(), err error) {
+	tmp, err := s.NewTemp()
+	if err != nil {
+		return reg, nil, err
+	}
+	cleanup = func() { os.RemoveAll(tmp) }
+	f := filepath.Join(tmp, "out")
+	if err := os.WriteFile(f, []byte(text), 0o444); err != nil {
+		cleanup()
+		return reg, nil, err
+	}
+	h := nixhash.SHA256.New()
+	cw := &counter{w: h}
+	if err := nar.Dump(cw, f); err != nil {
+		cleanup()
+		return reg, nil, err
+	}
+	info := store.PathInfo{Path: p, NarHash: nixhash.FromHasher(nixhash.SHA256, h), NarSize: cw.n}
+	return store.Registration{Info: info, Contents: f}, cleanup, nil
 }
 
 type counter struct {
@@ -367,7 +380,7 @@ func TestKeepGoing(t *testing.T) {
 			}
 			chain = append(chain, prev)
 			top := e.drv(t, "top", append(chain, bad), nil)
-			w := e.worker(Options{MaxJobs: 1, KeepGoing: keep})
+			w := e.worker(Options{MaxJobs: 1, Request: Request{KeepGoing: keep}})
 			_, err := w.BuildDerivation(context.Background(), top)
 			if err == nil {
 				t.Fatal("top built despite a failed input")
@@ -556,7 +569,7 @@ func TestModel(t *testing.T) {
 			nodes = append(nodes, p)
 		}
 		e.b.delay = time.Duration(rng.Intn(3)) * time.Millisecond
-		w := e.worker(Options{MaxJobs: maxJobs, KeepGoing: keep, FailureTTL: time.Hour})
+		w := e.worker(Options{MaxJobs: maxJobs, FailureTTL: time.Hour, Request: Request{KeepGoing: keep}})
 		var wg sync.WaitGroup
 		results := make([]error, len(nodes))
 		requested := make([]bool, len(nodes))

@@ -19,7 +19,8 @@ import (
 // storefs mount with --passthrough (the same tree in a store of its own)
 // and through go-fuse's plain loopback (mounted here), all in the same run,
 // and prints each as a ratio to native. Then it times a first cat of an
-// unbuilt output against nix-store --realise and a cat. It uses /store.
+// unbuilt output against nix-store --realise and a cat. It mounts /store
+// (in the tests' own mount namespace).
 //
 // This machine is a VM: timings vary by tens of percent from one run to
 // the next, so the targets are measured in turns, several times, and the

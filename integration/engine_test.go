@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,6 +98,34 @@ func (e *buildEnv) waitForBuilder(t testing.TB) {
 		}
 	}
 	t.Fatal("no builder started within 20s")
+}
+
+// waitBuilderWrote waits until a builder has written contents to the file
+// name in the output whose store path is out (in the store's scratch
+// space, state/tmp), and returns how long that took.
+func (e *buildEnv) waitBuilderWrote(t testing.TB, out, name, contents string) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	scratch := filepath.Join(e.state, "tmp")
+	suffix := string(filepath.Separator) + filepath.Join(filepath.Base(out), name)
+	for {
+		found := false
+		// Errors are entries that come and go while builds run.
+		filepath.WalkDir(scratch, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && strings.HasSuffix(p, suffix) {
+				data, _ := os.ReadFile(p)
+				found = found || string(data) == contents
+			}
+			return nil
+		})
+		if found {
+			return time.Since(t0)
+		}
+		if time.Since(t0) > 20*time.Second {
+			t.Fatalf("no builder wrote %q to %s/%s under %s within 20 s", contents, out, name, scratch)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // startSfs starts storefs on the env's store without waiting for it.
@@ -405,16 +434,18 @@ func TestEngineCancel(t *testing.T) {
   partial = mk { name = "partial"; args = ["-c" "mkdir $out; echo partial > $out/x; sleep 1000 & sleep 1000"]; };
 }`, "partial")
 	e.addDrvs(t, drvs...)
+	out := e.outputsOf(t, drvs[0])[0]
 	cmd, _, errb := e.startSfs(t, "realise", drvs[0])
-	e.waitForBuilder(t)
-	time.Sleep(200 * time.Millisecond) // the output is being written
+	took := e.waitBuilderWrote(t, out, "x", "partial\n")
+	t.Logf("the builder wrote part of its output %v after storefs realise started", took)
 	t0 := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	err := cmd.Wait()
-	took := time.Since(t0)
-	if took > 2*time.Second {
+	took = time.Since(t0)
+	t.Logf("storefs realise stopped %v after SIGINT", took)
+	if took > 10*time.Second { // the builder would sleep 1000 s
 		t.Errorf("storefs realise took %v to stop after SIGINT", took)
 	}
 	if exitCode(err) == 0 {
@@ -424,11 +455,13 @@ func TestEngineCancel(t *testing.T) {
 		t.Errorf("stderr does not say the realise was interrupted:\n%s", errb)
 	}
 	e.noBuilderLeft(t)
-	e.checkInvalid(t, e.outputsOf(t, drvs[0])...)
-	e.checkVerify(t)
+	// Before any other storefs opens the store: it would clean up what a
+	// dead process left in tmp.
 	if left, _ := os.ReadDir(filepath.Join(e.state, "tmp")); len(left) > 0 {
 		t.Errorf("scratch space left behind: %v", left)
 	}
+	e.checkInvalid(t, out)
+	e.checkVerify(t)
 	// Not remembered as a failure: the next realise builds again.
 	cmd, _, errb = e.startSfs(t, "realise", drvs[0])
 	e.waitForBuilder(t)

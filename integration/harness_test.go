@@ -2,7 +2,9 @@
 // real Nix 2.8 (the oracle for every format), real FUSE and real caches.
 //
 // Nothing here skips: a missing tool is a failure, since `make test`
-// installs every dependency first.
+// installs every dependency first. The tests run in a mount namespace of
+// their own, and leave alone whatever the machine serves at /store
+// (mountns_test.go).
 package integration
 
 import (
@@ -22,22 +24,74 @@ const storeDir = "/store"
 // storefsBin is the storefs binary built once for the whole run.
 var storefsBin string
 
+// TestMain runs the tests in a mount namespace of their own
+// (mountns_test.go), where it builds storefs.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "storefs-bin-")
-	if err != nil {
+	if os.Getenv(privateNSEnv) == "" {
+		os.Exit(runInPrivateMountNS())
+	}
+	if err := detachHostMounts(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "storefs-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
 	storefsBin = filepath.Join(dir, "storefs")
 	build := exec.Command("go", "build", "-o", storefsBin, "storefs/cmd/storefs")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building storefs:", err)
-		os.Exit(1)
+		return 1
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	if err := isolateSettings(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// isolateSettings keeps the machine's storefs settings from every storefs
+// the tests run, so that each has its flags and the defaults only:
+// storefs reads them from STOREFS_<NAME> variables and from
+// /etc/storefs/storefs.conf, which a user (or a demo) may have set. The
+// variables are those of the settings `storefs config show` lists; the
+// config file is an empty one in dir.
+func isolateSettings(dir string) error {
+	conf := filepath.Join(dir, "storefs.conf")
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		return fmt.Errorf("writing an empty config file for the tests: %w", err)
+	}
+	os.Setenv("STOREFS_CONFIG", conf)
+	out, err := exec.Command(storefsBin, "config", "show").Output()
+	if err != nil {
+		return fmt.Errorf("storefs config show, to list the settings: %w", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, _, ok := strings.Cut(line, " = ")
+		if !ok {
+			return fmt.Errorf("storefs config show printed %q, not `name = value # source`", line)
+		}
+		os.Unsetenv("STOREFS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+	}
+	return nil
+}
+
+// TestSettingsIsolated: every setting a test's storefs sees is its
+// default (the tests give the rest as flags).
+func TestSettingsIsolated(t *testing.T) {
+	for _, line := range strings.Split(strings.TrimSpace(string(storefs(t, nil, "config", "show"))), "\n") {
+		if !strings.HasSuffix(line, " # default") {
+			t.Errorf("storefs config show in a test: %q, want every setting from its default", line)
+		}
+	}
 }
 
 // needTool fails the test when a program the test drives is missing.

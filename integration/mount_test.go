@@ -17,8 +17,10 @@ import (
 // The lazy mount through real FUSE: `storefs mount` serving a store dir,
 // driven by shells and by this process. Each test mounts its own store dir
 // under /var/tmp (the sandbox reserves /tmp for builders, so a store dir
-// may not lie there); tests that compare with Nix use /store, one at a
-// time. The harness is in mount_harness_test.go.
+// may not lie there); tests that compare with Nix mount /store, one at a
+// time, in the tests' own mount namespace (mountns_test.go), so that a
+// storefs the machine serves at /store is left alone. The harness is in
+// mount_harness_test.go.
 
 // TestMountCat: against Nix, at /store. A shell's cat of an unbuilt output
 // builds it (the same path and contents as nix-store --realise), the second
@@ -191,7 +193,10 @@ func TestMountInterrupt(t *testing.T) {
 		m.waitRunning(t)
 		realiseDone := make(chan result, 1)
 		go func() { realiseDone <- m.sfsResult(t, "realise", drv) }()
-		time.Sleep(300 * time.Millisecond) // the daemon now holds the goal too
+		// Once the daemon serves the request it wants the goal (within
+		// the interrupted lookup's grace, if not at once).
+		_, took := m.waitStatus(t, "the daemon to serve storefs realise", func(st mountStatus) bool { return st.Requests == 1 })
+		t.Logf("the daemon served storefs realise %v after it started", took)
 		interruptCat(t, cat, done)
 		r := <-realiseDone
 		if r.code != 0 || strings.TrimSpace(string(r.stdout)) != out {
@@ -211,8 +216,10 @@ func TestMountInterrupt(t *testing.T) {
 		m.mount(t)
 		first, _, firstDone := startCat(t, out+"/greeting")
 		m.waitRunning(t)
-		_, secondOut, secondDone := startCat(t, out+"/greeting")
-		time.Sleep(300 * time.Millisecond) // the second waits in the kernel behind the first
+		second, secondOut, secondDone := startCat(t, out+"/greeting")
+		// The kernel makes the second lookup of the name wait for the first.
+		took := waitWchan(t, second.Process.Pid, "d_alloc_parallel")
+		t.Logf("the second cat waited in the kernel behind the first %v after it started", took)
 		interruptCat(t, first, firstDone)
 		if err := waitDone(t, "the second cat", secondDone, 20*time.Second); err != nil || secondOut.String() != "with-cat\n" {
 			t.Fatalf("the second cat: %v, %q\n%s", err, secondOut, m.log)

@@ -12,26 +12,33 @@
 //     paths are mounted in the sandbox, read-only, from the backing
 //     directory (the builder never reads through the FUSE mount). A builder
 //     outside the closure is refused.
-//  3. Take a build user: a host uid no other build of this store uses, in
-//     any process (an flock per uid in builds/).
+//  3. Take a build user: a host uid no other build on the machine uses, of
+//     any store, in any process (an flock per uid in DefaultBuildUsersDir).
 //  4. Make the environment Nix gives a builder (docs/formats.md, "Builder
 //     environment"; Nix 2.8's initEnv) and a fresh build directory,
 //     mounted at /build.
 //  5. Run the builder (sandbox.Run) with its log going to the build log
 //     (logs/<drv>.gz) and a ring of its last lines. A builder that cannot
 //     be executed fails as the builder (100), as in Nix.
-//  6. Check the outputs (outputs.go): each exists; a fixed output has its
+//  6. Copy each fixed output into fresh files and remove the original
+//     (fresh.go), so that no descriptor a process was handed during the
+//     build reaches what is checked and registered.
+//  7. Check the outputs (outputs.go): each exists; a fixed output has its
 //     declared hash and no references; references are the hash parts of
 //     the closure and outputs found in the output's NAR (one pass computes
 //     the NAR hash, the size and the references); the outputs do not refer
 //     to each other in a cycle; allowedReferences, allowedRequisites,
 //     disallowedReferences and disallowedRequisites hold.
-//  7. Register every output in one transaction, deriver the .drv. The store
+//  8. Register every output in one transaction, deriver the .drv. The store
 //     canonicalises the contents.
 //
 // Failures of the build itself are *goals.BuildError with Nix's statuses
 // (100 failed, 101 timed out, 102 hash mismatch; outputs refused: Nix exits
-// 1) and the log's last lines.
+// 1) and the log's last lines. Everything else is a plain error, which goals
+// never remembers: a sandbox that could not be made, and the machine's
+// failures (resource.go): a builder that failed while the scratch
+// filesystem was full, an output that could not be read or copied for want
+// of space, memory or descriptors, or for an I/O error.
 package realise
 
 import (
@@ -69,8 +76,24 @@ type Builder struct {
 	// builders run as, one per concurrent build across every process
 	// (0: DefaultUIDBase).
 	UIDBase int
+	// BuildUsersDir holds the locks of the build uids in use, one file per
+	// uid, shared by every store on the machine ("": DefaultBuildUsersDir).
+	BuildUsersDir string
 	// OnLogLine, if set, hears each line a builder prints.
 	OnLogLine func(drv storepath.Path, line string)
+	// MaxLogSize kills a builder that writes more than this many bytes of
+	// log output, as Nix's max-build-log-size (0: no limit).
+	MaxLogSize int64
+	// LogKeep is how much of a build's output its log keeps: the first
+	// LogKeep bytes, then a line saying how much was dropped, then the last
+	// LogTailLines lines (0: DefaultLogKeep; negative: everything).
+	LogKeep int64
+	// MaxProcesses bounds the processes (and threads) of one build at once
+	// (0: DefaultMaxProcesses, negative: no limit), and MaxMemory its
+	// memory in bytes (0: no limit), with a cgroup where the host allows
+	// one (sandbox/cgroup.go).
+	MaxProcesses int
+	MaxMemory    int64
 }
 
 // HostSystem is Nix's name for this machine's platform.
@@ -82,8 +105,24 @@ func HostSystem() string {
 	return arch + "-" + runtime.GOOS
 }
 
+// DefaultMaxProcesses is how many processes and threads one build may
+// have at once unless told otherwise: a fork bomb once made 3,000 and
+// could take all of a host's pids (32768 here); 4096 leaves room for
+// several builds at once and is far more than a parallel build needs.
+const DefaultMaxProcesses = 4096
+
 // DefaultUIDBase is the first host uid builders run as.
 const DefaultUIDBase = 872000
+
+// DefaultBuildUsersDir is where build uids are locked, machine-wide: every
+// storefs store on the machine, whatever its state dir, takes its build
+// uids from the same locks, as Nix's build-users-group makes one pool per
+// machine. Two stores must never run builders as one host user at the same
+// time: each could then signal, ptrace or write into the other's builds.
+// It is under /run because the locks are only ever held by live processes
+// (flocks): a tmpfs emptied at boot keeps no stale files, and it is the
+// machine's, not a store's.
+const DefaultBuildUsersDir = "/run/storefs/build-users"
 
 var (
 	_ goals.Builder      = (*Builder)(nil)
@@ -144,18 +183,26 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	spec := &sandbox.Spec{
-		Builder:   d.Builder,
-		Args:      d.Args,
-		Env:       env,
-		StoreDir:  string(s.Dir),
-		BuildDir:  buildDir,
-		Network:   d.IsFixedOutput(),
-		HostUID:   uid,
-		HostGID:   uid,
-		Timeout:   opts.Timeout,
-		MaxSilent: opts.MaxSilent,
-		KVM:       hasKVM(),
-		Linux32:   d.System == "i686-linux" && b.system() == "x86_64-linux",
+		Builder:    d.Builder,
+		Args:       d.Args,
+		Env:        env,
+		StoreDir:   string(s.Dir),
+		BuildDir:   buildDir,
+		Network:    d.IsFixedOutput(),
+		HostUID:    uid,
+		HostGID:    uid,
+		Timeout:    opts.Timeout,
+		MaxSilent:  opts.MaxSilent,
+		MaxLogSize: b.MaxLogSize,
+		MaxMemory:  b.MaxMemory,
+		KVM:        hasKVM(),
+		Linux32:    d.System == "i686-linux" && b.system() == "x86_64-linux",
+	}
+	switch {
+	case b.MaxProcesses == 0:
+		spec.MaxProcesses = DefaultMaxProcesses
+	case b.MaxProcesses > 0:
+		spec.MaxProcesses = b.MaxProcesses
 	}
 	for _, p := range closure {
 		spec.Inputs = append(spec.Inputs, sandbox.Mount{Host: s.RealPath(p), Path: s.Print(p)})
@@ -166,7 +213,7 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		outputs[id] = filepath.Join(outDir, p.Base())
 		spec.Outputs = append(spec.Outputs, sandbox.Mount{Host: outputs[id], Path: s.Print(p)})
 	}
-	log, err := openLog(s, drv, func(line string) {
+	log, err := openLog(s, drv, b.LogKeep, func(line string) {
 		if b.OnLogLine != nil {
 			b.OnLogLine(drv, line)
 		}
@@ -175,6 +222,7 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		return fmt.Errorf("building %s: %w", drvName, err)
 	}
 	spec.Log = log
+	oomBefore := oomKills()
 	res, err := sandbox.Run(ctx, spec)
 	if opts.BuilderDone != nil {
 		opts.BuilderDone() // its processes are gone: the next may start
@@ -197,7 +245,27 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 		return ctx.Err()
 	}
 	if failed := buildFailure(drvName, res, log.Tail()); failed != nil {
+		if why, full := fullFilesystem(scratch); full {
+			return machineFailure(drvName, failed, "while "+why)
+		}
+		if killedByHostOOM(res, oomBefore) {
+			return machineFailure(drvName, failed, "by the kernel for want of memory on the machine")
+		}
 		return failed
+	}
+	if d.IsFixedOutput() {
+		fresh := filepath.Join(scratch, "fresh")
+		if err := os.Mkdir(fresh, 0o700); err != nil {
+			return fmt.Errorf("building %s: %w", drvName, err)
+		}
+		outName := func(id string) string { return s.Print(d.Outputs[id].Path) }
+		if err := freshOutputs(drvName, d, outputs, fresh, outName); err != nil {
+			var be *goals.BuildError
+			if errors.As(err, &be) {
+				be.LogTail = log.Tail()
+			}
+			return err
+		}
 	}
 	regs, err := b.checkOutputs(drv, d, outputs, closure)
 	if err != nil {
@@ -212,13 +280,16 @@ func (b *Builder) Build(ctx context.Context, drv storepath.Path, d *derivation.D
 
 // buildFailure turns an unsuccessful sandbox result into a BuildError
 // with Nix's status.
-func buildFailure(drv string, res *sandbox.Result, tail []string) error {
+func buildFailure(drv string, res *sandbox.Result, tail []string) *goals.BuildError {
 	if res.Success() {
 		return nil
 	}
 	be := &goals.BuildError{Drv: drv, Status: goals.StatusBuildFailed, Message: res.Err().Error(), LogTail: tail}
-	if res.Outcome == sandbox.TimedOut || res.Outcome == sandbox.Silent {
+	switch res.Outcome {
+	case sandbox.TimedOut, sandbox.Silent:
 		be.Status = goals.StatusTimedOut
+	case sandbox.LogLimit:
+		be.Status = goals.StatusLogLimit
 	}
 	return be
 }
@@ -367,10 +438,12 @@ func checkPlatform(drvName string, d *derivation.Derivation, system string) erro
 }
 
 // execFailure recognises a sandbox that could not execute the builder
-// (missing, not executable, not a program) and says so as Nix does.
+// (missing, not executable, not a program) and says so as Nix does. Not
+// the machine's failures (out of memory, of descriptors...): those are
+// setup errors, never remembered.
 func execFailure(err error, builder string) (string, bool) {
 	var se *sandbox.SetupError
-	if !errors.As(err, &se) || !strings.HasPrefix(se.What, "executing builder") {
+	if !errors.As(err, &se) || !strings.HasPrefix(se.What, "executing builder") || isResourceError(se.Err) {
 		return "", false
 	}
 	return fmt.Sprintf("executing '%s': %v", builder, se.Err), true
@@ -381,17 +454,24 @@ func execFailure(err error, builder string) (string, bool) {
 const maxUIDs = 4096
 
 // takeUID hands out an unprivileged host uid that no other build uses, in
-// this process or any other on the store: each uid is held by an flock on
-// builds/uid-<n>.lock, as Nix's user pool does, so that two storefs
-// processes never run builders as the same host user.
+// this process or any other on the machine, of this store or another: each
+// uid is held by an flock on <BuildUsersDir>/uid-<n>.lock, as Nix's user
+// pool does.
 func (b *Builder) takeUID() (int, func(), error) {
 	base := b.UIDBase
 	if base == 0 {
 		base = DefaultUIDBase
 	}
+	dir := b.BuildUsersDir
+	if dir == "" {
+		dir = DefaultBuildUsersDir
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, nil, fmt.Errorf("build users directory: %w", err)
+	}
 	for uid := base; uid < base+maxUIDs; uid++ {
-		name := filepath.Join(b.Store.BuildsDir(), fmt.Sprintf("uid-%d.lock", uid))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		name := filepath.Join(dir, fmt.Sprintf("uid-%d.lock", uid))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return 0, nil, fmt.Errorf("build user lock: %w", err)
 		}
@@ -404,7 +484,7 @@ func (b *Builder) takeUID() (int, func(), error) {
 		}
 		return uid, func() { f.Close() }, nil
 	}
-	return 0, nil, fmt.Errorf("all %d build users from uid %d are busy", maxUIDs, base)
+	return 0, nil, fmt.Errorf("all %d build users from uid %d are busy (locks in %s)", maxUIDs, base, dir)
 }
 
 func forceRemove(p string) {

@@ -17,8 +17,12 @@ import (
 // HTTPOptions tune the HTTP client of http:// and https:// caches. Zero
 // values mean the defaults named on each field.
 type HTTPOptions struct {
-	// ConnectTimeout bounds connecting and the TLS handshake (10 s).
+	// ConnectTimeout bounds connecting and the TLS handshake (5 s).
 	ConnectTimeout time.Duration
+	// QueryTimeout bounds one request for a narinfo or nix-cache-info,
+	// from connecting to the last byte (5 s). A query that times out is
+	// not retried: the cache is down (see Cache).
+	QueryTimeout time.Duration
 	// StallTimeout is how long a response may send nothing, before its
 	// headers or within its body, before the attempt is given up (30 s).
 	StallTimeout time.Duration
@@ -31,9 +35,19 @@ type HTTPOptions struct {
 	RetryBackoff time.Duration
 }
 
+// Defaults of HTTPOptions: short, since a lookup through the mount waits
+// for its queries (a NAR download has StallTimeout between bytes instead).
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultQueryTimeout   = 5 * time.Second
+)
+
 func (o *HTTPOptions) defaults() {
 	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 10 * time.Second
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = DefaultQueryTimeout
 	}
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = 30 * time.Second
@@ -122,6 +136,69 @@ func (h *httpCache) backoff(ctx context.Context, attempt int) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// errQueryTimeout is the cause of a query cancelled for taking longer than
+// QueryTimeout.
+var errQueryTimeout = errors.New("query timed out")
+
+// readSmall reads a narinfo or nix-cache-info: each attempt within
+// QueryTimeout, retried (with backoff) only after a 5xx or 429 answer. A
+// cache that does not answer in time, or cannot be connected to, is not
+// asked again here: the caller takes it as down.
+func (h *httpCache) readSmall(ctx context.Context, name string, max int) ([]byte, error) {
+	url := h.root + "/" + name
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeoutCause(ctx, h.opts.QueryTimeout, errQueryTimeout)
+		data, err := h.getSmall(actx, url, max)
+		timedOut := errors.Is(context.Cause(actx), errQueryTimeout)
+		cancel()
+		switch {
+		case err == nil:
+			return data, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case timedOut:
+			return nil, fmt.Errorf("GET %s: no answer within %v: %w", url, h.opts.QueryTimeout, errStalled)
+		}
+		var se *HTTPStatusError
+		if !errors.As(err, &se) || !transient(ctx, err) || attempt >= h.opts.MaxRetries {
+			if attempt > 0 {
+				err = fmt.Errorf("%w (after %d retries)", err, attempt)
+			}
+			return nil, err
+		}
+		if err := h.backoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// getSmall makes one request for a small file.
+func (h *httpCache) getSmall(ctx context.Context, url string, max int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("GET %s: %w (HTTP 404)", url, errNotInCache)
+	case resp.StatusCode != http.StatusOK:
+		return nil, &HTTPStatusError{URL: url, Status: resp.Status, Code: resp.StatusCode}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if len(data) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", url, max)
+	}
+	return data, nil
 }
 
 func (h *httpCache) open(ctx context.Context, name string) (io.ReadCloser, error) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"storefs/internal/nginxtest"
+	"storefs/store/narinfo"
+	"storefs/store/nixhash"
 	"storefs/store/signature"
 	"storefs/store/storepath"
 )
@@ -44,12 +46,13 @@ type faultServer struct {
 	fault func(w http.ResponseWriter, r *http.Request, n int) bool // n counts requests for r's path; true: handled
 	count map[string]int
 	log   []string
+	conns atomic.Int64 // connections accepted
 }
 
 func newFaultServer(t *testing.T, dir string) *faultServer {
 	fs := &faultServer{dir: dir, count: map[string]int{}}
 	files := http.FileServer(http.Dir(dir))
-	fs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	fs.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fs.mu.Lock()
 		fs.count[r.URL.Path]++
 		n := fs.count[r.URL.Path]
@@ -61,6 +64,13 @@ func newFaultServer(t *testing.T, dir string) *faultServer {
 		}
 		files.ServeHTTP(w, r)
 	}))
+	// Set before Start: the server reads it from its own goroutines.
+	fs.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			fs.conns.Add(1)
+		}
+	}
+	fs.Start()
 	t.Cleanup(fs.Close)
 	return fs
 }
@@ -320,21 +330,72 @@ func TestHTTPKeepAlive(t *testing.T) {
 	f := newFixture(t)
 	dir := f.writeCache(t, "xz", f.trusted)
 	srv := newFaultServer(t, dir)
-	var conns atomic.Int64
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
 	d := newDest(t, f, []string{srv.URL}, nil)
 	for _, p := range []storepath.Path{f.refs, f.big} {
 		if err := d.w.Realise(context.Background(), p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d connections for %d requests", conns.Load(), srv.total())
+	t.Logf("%d connections for %d requests", srv.conns.Load(), srv.total())
 	// nix-cache-info, then up to two lookups and fetches at a time.
-	if n, reqs := conns.Load(), srv.total(); n > 4 || reqs < 9 {
+	if n, reqs := srv.conns.Load(), srv.total(); n > 4 || reqs < 9 {
 		t.Errorf("%d connections for %d requests", n, reqs)
+	}
+}
+
+// A zstd file followed by skippable frames without end: the download stops
+// at FileSize when the narinfo gives it, and otherwise at the bound its
+// NarSize allows, instead of reading whatever the server sends.
+func TestFileStopsAtItsSize(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct {
+		name     string
+		fileSize bool
+		want     string
+	}{
+		{"with-FileSize", true, "longer than its FileSize"},
+		{"without-FileSize", false, "longer than what its NarSize allows"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := f.writeCache(t, "zstd", f.trusted)
+			if !c.fileSize {
+				editNarInfo(t, dir, f.text, nil, func(ni *narinfo.NarInfo) { ni.FileSize, ni.FileHash = 0, nixhash.Hash{} })
+			}
+			ni := readNarInfo(t, dir, f.text)
+			narURL := "/" + ni.URL
+			srv := newFaultServer(t, dir)
+			var sent atomic.Int64
+			srv.fault = func(w http.ResponseWriter, r *http.Request, n int) bool {
+				if r.URL.Path != narURL {
+					return false
+				}
+				data, err := os.ReadFile(filepath.Join(dir, ni.URL))
+				if err != nil {
+					t.Error(err)
+					return true
+				}
+				w.WriteHeader(200)
+				w.Write(data)
+				// Skippable frames (magic 0x184D2A50), 64 KiB each, for ever.
+				frame := make([]byte, 8+64<<10)
+				copy(frame, []byte{0x50, 0x2a, 0x4d, 0x18, 0, 0, 1, 0})
+				for r.Context().Err() == nil {
+					if _, err := w.Write(frame); err != nil {
+						return true
+					}
+					sent.Add(int64(len(frame)))
+				}
+				return true
+			}
+			d := newDest(t, f, []string{srv.URL}, nil)
+			start := time.Now()
+			err := d.w.Realise(context.Background(), f.text)
+			el := time.Since(start)
+			t.Logf("NarSize %d, FileSize %d: gave up after %v, the server sent %d bytes of skippable frames", ni.NarSize, ni.FileSize, el, sent.Load())
+			wantErr(t, err, c.want)
+			if el > 20*time.Second {
+				t.Errorf("took %v", el)
+			}
+		})
 	}
 }

@@ -32,6 +32,9 @@ func (b *Builder) checkOutputs(drv storepath.Path, d *derivation.Derivation, out
 			return nil, rejected(drvName, "builder failed to produce output path for output '%s' at '%s'", id, s.Print(o.Path))
 		}
 		narHash, narSize, refs, err := scanOutput(host, candidates)
+		if err != nil && isResourceError(err) {
+			return nil, fmt.Errorf("reading output '%s' of %s: %w", id, drvName, err)
+		}
 		if err != nil {
 			// E.g. a socket or a fifo, which no NAR holds: refused, as
 			// Nix does, naming the path as the builder saw it.

@@ -10,6 +10,16 @@ package realise
 // known, and (unless RequireSigs is off) a trusted key signed it; caches
 // are tried in order of Priority (lower first), then as configured.
 //
+// A lookup never waits long for a cache. An HTTP query (a narinfo,
+// nix-cache-info) has HTTPOptions.QueryTimeout from connecting to its last
+// byte and is retried only after a 5xx or 429 answer. A cache that could
+// not be reached (refused, timed out, a persistent 5xx) is down: it counts
+// as not having the path, it is warned about once, and it is skipped
+// without being asked for RetryDown (60 s, as Nix); then one lookup asks
+// it again while the others still skip it. Only answers are remembered in
+// the store: a down cache's silence is not a miss. No lock is held across
+// network I/O (see Cache).
+//
 // Fetch (substitute_fetch.go) streams each candidate's NAR in one pass:
 // download -> hash the file -> decompress -> bound at NarSize -> hash the
 // NAR and restore it under a store.NewTemp directory. Anything that does not
@@ -39,6 +49,9 @@ const (
 	DefaultNegativeTTL  = time.Hour
 	DefaultPositiveTTL  = 30 * 24 * time.Hour
 	DefaultCacheInfoTTL = 7 * 24 * time.Hour
+	// DefaultRetryDown is how long a cache that could not be reached is
+	// skipped, as Nix disables one for 60 s.
+	DefaultRetryDown = 60 * time.Second
 )
 
 // SubstituterOptions configure a Substituter.
@@ -58,7 +71,14 @@ type SubstituterOptions struct {
 	// OnWarning, if set, hears about caches that could not be asked (down,
 	// not answering): such a cache counts as not having the path.
 	OnWarning func(msg string)
-	// Now is the clock for the TTLs; nil means time.Now.
+	// QueryRate bounds the narinfo queries per second that the lookups of
+	// one uid (goals.CallerOf) may cause, with a burst of ten seconds'
+	// worth; 0 means DefaultQueryRate, <0 no bound.
+	QueryRate float64
+	// RetryDown is how long a cache that could not be reached is skipped
+	// before it is asked again (DefaultRetryDown when 0).
+	RetryDown time.Duration
+	// Now is the clock for the TTLs and RetryDown; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -68,6 +88,12 @@ type Substituter struct {
 	Store  *store.Store
 	Caches []*Cache // as configured; the order breaks ties of priority
 	opts   SubstituterOptions
+
+	limiter *limiter // nil: queries are not bounded
+	misses  misses   // misses remembered in memory
+
+	expireMu   sync.Mutex // guards lastExpire
+	lastExpire time.Time
 }
 
 var _ goals.Substituter = (*Substituter)(nil)
@@ -84,6 +110,13 @@ func NewSubstituter(s *store.Store, urls []string, opts SubstituterOptions) (*Su
 	if sub.opts.PositiveTTL == 0 {
 		sub.opts.PositiveTTL = DefaultPositiveTTL
 	}
+	if sub.opts.RetryDown <= 0 {
+		sub.opts.RetryDown = DefaultRetryDown
+	}
+	if sub.opts.QueryRate == 0 {
+		sub.opts.QueryRate = DefaultQueryRate
+	}
+	sub.limiter = newLimiter(sub.opts.QueryRate)
 	seen := map[string]bool{}
 	for _, u := range urls {
 		c, err := OpenCache(u, opts.HTTP)
@@ -154,17 +187,24 @@ func (sub *Substituter) Query(ctx context.Context, p storepath.Path) (*goals.Sub
 	}
 	var cands []candidate
 	var refused []error
+	var limited error // a query not made for the caller's rate
 	for i, a := range answers {
 		c := sub.Caches[i]
 		switch {
 		case a.err != nil && isTrustProblem(a.err):
 			refused = append(refused, &TrustError{Cache: c.URL, Path: sub.Store.Print(p), Err: a.err})
-		case a.err != nil && a.down:
-			if c.warned.CompareAndSwap(false, true) {
-				sub.warn(fmt.Sprintf("binary cache %s is not used: %v", c.URL, a.err))
+		case a.err != nil && errors.Is(a.err, errRateLimited):
+			limited = a.err
+			if re := new(RateError); errors.As(a.err, &re) && re.Warn {
+				sub.warn(fmt.Sprintf("%v: lookups count as misses (warned once a minute)", a.err))
 			}
+		case a.err != nil && errors.As(a.err, new(*DownError)):
+			// Skipped without asking; its warning was given when it
+			// went down.
+		case a.err != nil && a.down:
+			sub.warn(fmt.Sprintf("binary cache %s is not used for %v: %v", c.URL, sub.opts.RetryDown, a.err))
 		case a.err != nil:
-			sub.warn(fmt.Sprintf("cannot ask binary cache %s for %s: %v", c.URL, sub.Store.Print(p), a.err))
+			sub.warn(fmt.Sprintf("cannot ask binary cache %s for %s (it is not used for %v): %v", c.URL, sub.Store.Print(p), sub.opts.RetryDown, a.err))
 		case a.ni != nil:
 			if err := sub.accept(p, a.ni); err != nil {
 				refused = append(refused, &TrustError{Cache: c.URL, Path: sub.Store.Print(p), Err: err})
@@ -176,6 +216,9 @@ func (sub *Substituter) Query(ctx context.Context, p storepath.Path) (*goals.Sub
 	if len(cands) == 0 {
 		if len(refused) > 0 {
 			return nil, errors.Join(refused...)
+		}
+		if limited != nil {
+			return nil, fmt.Errorf("%s: %v: %w", sub.Store.Print(p), limited, goals.ErrNoSubstitute)
 		}
 		return nil, fmt.Errorf("%s: %w", sub.Store.Print(p), goals.ErrNoSubstitute)
 	}
@@ -295,15 +338,27 @@ func (sub *Substituter) cacheInfo(ctx context.Context, c *Cache) (*narinfo.Cache
 			sub.Store.PutNarInfoCache(store.NarInfoCacheEntry{Cache: c.URL, Name: store.NarInfoCacheName, Time: sub.opts.Now(), Found: true, Data: data})
 		}
 	}
-	return c.cacheInfo(ctx, sub.Store.Dir, recall, remember)
+	return c.cacheInfo(ctx, sub.Store.Dir, recall, remember, sub.opts.Now, sub.opts.RetryDown)
 }
 
-// lookup returns c's narinfo for p, nil if c does not have it.
+// lookup returns c's narinfo for p, nil if c does not have it: from
+// memory or the store's narinfo cache when they know, else from c, within
+// its caller's query rate.
 func (sub *Substituter) lookup(ctx context.Context, c *Cache, p storepath.Path) (*narinfo.NarInfo, error) {
 	name := p.HashPart() + ".narinfo"
 	where := c.URL + "/" + name
 	remember := c.backend.remote()
+	key := missKey(c.URL, p.HashPart())
 	if remember {
+		if t, ok := sub.misses.get(key, sub.opts.Now(), sub.opts.NegativeTTL); ok && sub.opts.NegativeTTL > 0 {
+			forgot, err := sub.Store.NarInfoCacheForgotten(c.URL)
+			if err != nil {
+				return nil, err
+			}
+			if t.After(forgot.Add(time.Second)) { // forgot has whole seconds
+				return nil, nil
+			}
+		}
 		e, err := sub.Store.LookupNarInfoCache(c.URL, p.HashPart())
 		if err != nil {
 			return nil, err
@@ -318,16 +373,33 @@ func (sub *Substituter) lookup(ctx context.Context, c *Cache, p storepath.Path) 
 			}
 		}
 	}
+	if err := sub.limit(ctx); err != nil {
+		return nil, err
+	}
+	probe, err := c.admit(sub.opts.Now())
+	if err != nil {
+		return nil, err
+	}
 	data, err := c.readSmall(ctx, name)
+	c.report(ctx, probe, err, sub.opts.Now(), sub.opts.RetryDown)
 	found := err == nil
 	if err != nil && !errors.Is(err, errNotInCache) {
 		return nil, err
 	}
-	if remember && ((found && sub.opts.PositiveTTL > 0) || (!found && sub.opts.NegativeTTL > 0)) {
+	switch {
+	case !remember:
+	case !found && sub.opts.NegativeTTL > 0:
+		sub.misses.add(key, sub.opts.Now(), sub.opts.NegativeTTL)
+		if _, user := goals.CallerOf(ctx); user {
+			break // a user's misses stay in memory
+		}
+		fallthrough
+	case found && sub.opts.PositiveTTL > 0:
 		e := store.NarInfoCacheEntry{Cache: c.URL, Name: p.HashPart(), Time: sub.opts.Now(), Found: found, Data: data}
 		if err := sub.Store.PutNarInfoCache(e); err != nil {
 			return nil, err
 		}
+		sub.maybeExpire()
 	}
 	if !found {
 		return nil, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"path/filepath"
 
 	"storefs/goals"
@@ -15,6 +16,7 @@ import (
 	"storefs/store/nar"
 	"storefs/store/narinfo"
 	"storefs/store/nixhash"
+	"storefs/store/signature"
 	"storefs/store/storepath"
 )
 
@@ -72,7 +74,10 @@ func (sub *Substituter) fetchOne(ctx context.Context, p storepath.Path, c candid
 	}
 	defer body.Close()
 
-	file := &hashingReader{r: body, h: sha256.New(), limit: ni.FileSize, url: url}
+	file := &hashingReader{r: body, h: sha256.New(), limit: ni.FileSize, url: url, what: "its FileSize"}
+	if ni.FileSize == 0 {
+		file.limit, file.what = maxFileSize(ni.NarSize), "what its NarSize allows"
+	}
 	if sub.opts.OnProgress != nil {
 		file.progress = func(n uint64) { sub.opts.OnProgress(p, n, ni.FileSize) }
 	}
@@ -90,11 +95,12 @@ func (sub *Substituter) fetchOne(ctx context.Context, p storepath.Path, c candid
 	defer forceRemove(tmp)
 	contents := filepath.Join(tmp, p.Base())
 	nr := nar.NewReader(bufio.NewReaderSize(fullReader{narStream}, 1<<20))
+	nr.LimitPath(sub.Store.MaxNARPath())
 	if err := nar.RestoreFrom(nr, contents); err != nil {
-		return fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err)
+		return file.cause(fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err))
 	}
 	if err := nr.CheckEOF(); err != nil {
-		return fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err)
+		return file.cause(fmt.Errorf("unpacking %s (%s): %w", url, ni.Compression, err))
 	}
 	if got := uint64(nr.NarSize()); got != ni.NarSize {
 		return &MismatchError{Path: full, URL: url, What: "NarSize", Want: fmt.Sprint(ni.NarSize), Got: fmt.Sprint(got)}
@@ -110,18 +116,56 @@ func (sub *Substituter) fetchOne(ctx context.Context, p storepath.Path, c candid
 	if err := checkFile(ni, file, full, url); err != nil {
 		return err
 	}
-	info := store.PathInfo{
-		Path:       p,
+	info, err := sub.unsignedFields(ni, contents, full)
+	if err != nil {
+		return err
+	}
+	return sub.Store.Register(store.Registration{Info: *info, Contents: contents})
+}
+
+// unsignedFields makes the record of a downloaded path whose NAR matched
+// the narinfo. The signature covers the path, NarHash, NarSize and
+// References; what else is recorded is checked here first (as Nix does
+// not): a CA must make the path and the contents must hash to it, else it
+// is dropped (a CA that makes the path but not the contents refuses the
+// path); a Deriver must be a .drv; a Sig that names a trusted key but does
+// not verify is dropped (others are kept for whoever trusts their key).
+func (sub *Substituter) unsignedFields(ni *narinfo.NarInfo, contents, full string) (*store.PathInfo, error) {
+	info := &store.PathInfo{
+		Path:       ni.StorePath,
 		NarHash:    ni.NarHash,
 		NarSize:    ni.NarSize,
 		References: ni.References,
-		Deriver:    ni.Deriver,
 		CA:         ni.CA,
 	}
+	if err := sub.Store.CheckContentAddress(info, contents); err != nil {
+		if !errors.Is(err, store.ErrAddressNotPath) {
+			return nil, fmt.Errorf("narinfo of %s: %w", full, err)
+		}
+		sub.warn(fmt.Sprintf("narinfo of %s: ignoring its CA field: %v", full, err))
+		info.CA = storepath.ContentAddress{}
+	}
+	if !ni.Deriver.IsZero() {
+		if ni.Deriver.IsDerivation() {
+			info.Deriver = ni.Deriver
+		} else {
+			sub.warn(fmt.Sprintf("narinfo of %s: ignoring its Deriver %s, which is not a .drv", full, ni.Deriver))
+		}
+	}
+	fp, err := ni.Fingerprint(sub.Store.Dir)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range ni.Sigs {
+		_, err := signature.Verify([]byte(fp), s, sub.opts.TrustedKeys)
+		var bad *signature.BadSignatureError
+		if errors.As(err, &bad) {
+			sub.warn(fmt.Sprintf("narinfo of %s: ignoring a bad signature by %s", full, bad.KeyName))
+			continue
+		}
 		info.Sigs = append(info.Sigs, s.String())
 	}
-	return sub.Store.Register(store.Registration{Info: info, Contents: contents})
+	return info, nil
 }
 
 // checkFile compares the downloaded file with FileSize and FileHash, when
@@ -142,27 +186,54 @@ func checkFile(ni *narinfo.NarInfo, file *hashingReader, full, url string) error
 	return nil
 }
 
+// maxFileSize bounds the file of a NAR of narSize bytes when the narinfo
+// gives no FileSize: no compressor Nix uses makes a file grow by more than
+// a few percent (stored blocks, headers), so a file beyond this is not a
+// compression of that NAR, and reading stops there rather than draining
+// whatever the cache sends (zstd skippable frames, say).
+func maxFileSize(narSize uint64) uint64 {
+	if narSize > math.MaxUint64/2 {
+		return math.MaxUint64 - 1
+	}
+	return narSize + narSize/16 + 1<<20
+}
+
 // hashingReader hashes and counts the file as it is read, refuses to read
-// more than limit bytes (when limit is not 0), and reports progress about
-// every MiB.
+// more than limit bytes (it never asks the source for more than one byte
+// past limit), and reports progress about every MiB.
 type hashingReader struct {
 	r        io.Reader
 	h        hash.Hash
 	n        uint64
 	limit    uint64
 	url      string
+	what     string // what limit is, for the error
 	progress func(n uint64)
 	reported uint64
+	tooLong  error // set once the file went past limit
+}
+
+// cause is err, or the file's being too long when it was, which a
+// decompressor may have reported as a mere unexpected EOF.
+func (r *hashingReader) cause(err error) error {
+	if r.tooLong != nil {
+		return r.tooLong
+	}
+	return err
 }
 
 const progressEvery = 1 << 20
 
 func (r *hashingReader) Read(p []byte) (int, error) {
+	if r.n <= r.limit && r.limit-r.n < uint64(len(p)) {
+		p = p[:r.limit-r.n+1]
+	}
 	n, err := r.r.Read(p)
 	r.h.Write(p[:n])
 	r.n += uint64(n)
-	if r.limit != 0 && r.n > r.limit {
-		return n, fmt.Errorf("%s is longer than its FileSize %d", r.url, r.limit)
+	if r.n > r.limit {
+		r.tooLong = fmt.Errorf("%s is longer than %s (%d bytes)", r.url, r.what, r.limit)
+		return n, r.tooLong
 	}
 	if r.progress != nil && r.n-r.reported >= progressEvery {
 		r.report()

@@ -292,7 +292,7 @@ func newDest(t *testing.T, f *fixture, urls []string, edit func(*SubstituterOpti
 		t.Fatal(err)
 	}
 	d.w = goals.New(s, refusingBuilder{t}, d.sub, goals.Options{})
-	t.Cleanup(func() { checkStore(t, s); s.Close() })
+	t.Cleanup(func() { d.w.Wait(); checkStore(t, s); s.Close() })
 	return d
 }
 
@@ -398,6 +398,34 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 		}
 		sameInfo(t, f.src, d.s, f.out, "trusted-1")
 	})
+	t.Run("output-with-a-reference-in-no-cache", func(t *testing.T) {
+		// The output's narinfo (signed) names a reference no cache has:
+		// as in Nix, that output counts as not substitutable and the
+		// derivation is built, without --fallback (here: refused, as the
+		// destination builds nothing).
+		dir := f.writeCache(t, "zstd", f.trusted)
+		ghost, _ := storepath.ParseBase("00000000000000000000000000000000-ghost")
+		editNarInfo(t, dir, f.out, &f.trusted, func(ni *narinfo.NarInfo) {
+			ni.References = append(ni.References, ghost)
+		})
+		d := newDest(t, f, []string{serve(t, dir)}, nil)
+		if err := d.w.Realise(ctx, f.text); err != nil {
+			t.Fatal(err)
+		}
+		// Without its derivation, the error names the reference.
+		if err := d.w.Realise(ctx, f.out); !errors.Is(err, goals.ErrIncompleteClosure) {
+			t.Errorf("substituting %s: %v, want ErrIncompleteClosure", f.out, err)
+		} else {
+			wantErr(t, err, "dependency /store/"+ghost.Base()+" failed", "names it as a reference")
+		}
+		if _, err := d.s.AddDerivation(ctx, failingDerivation(f.text)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := d.w.BuildDerivation(ctx, f.drv)
+		if !errors.Is(err, goals.ErrNoLocalBuilds) {
+			t.Errorf("err = %v, want the build refused (goals.ErrNoLocalBuilds)", err)
+		}
+	})
 	t.Run("derivation-itself", func(t *testing.T) {
 		dir := f.writeCache(t, "none", f.trusted)
 		d := newDest(t, f, []string{serve(t, dir)}, nil)
@@ -494,6 +522,11 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 				t.Fatal(err)
 			}
 		}, []string{"is for the store dir /nix/store, not /store"}},
+		{"reference-in-no-cache", func(f *fixture) storepath.Path { return f.refs }, func(t *testing.T, f *fixture, dir string) {
+			if err := os.Remove(filepath.Join(dir, f.text.HashPart()+".narinfo")); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"cannot realise /store/" + f.refs.Base(), "dependency /store/" + f.text.Base() + " failed", "names it as a reference"}},
 		{"no-cache-info", func(f *fixture) storepath.Path { return f.tree }, func(t *testing.T, f *fixture, dir string) {
 			if err := os.Remove(filepath.Join(dir, "nix-cache-info")); err != nil {
 				t.Fatal(err)
@@ -508,8 +541,93 @@ func runSubstituterSuite(t *testing.T, serve serveFunc) {
 			p := c.path(f)
 			err := d.w.Realise(ctx, p)
 			wantErr(t, err, c.want...)
+			if errors.Is(err, goals.ErrUnknownPath) {
+				t.Errorf("a path a cache has reads as unknown: %v", err)
+			}
 			if ok, _ := d.s.IsValid(p); ok {
 				t.Errorf("%s registered from a bad cache", p)
+			}
+		})
+	}
+	// Fields no signature covers are checked before they are recorded.
+	appendLine := func(t *testing.T, dir string, p storepath.Path, line string) {
+		file := filepath.Join(dir, p.HashPart()+".narinfo")
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, append(data, line+"\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unsigned := []struct {
+		name    string
+		path    func(f *fixture) storepath.Path
+		breakIt func(t *testing.T, f *fixture, dir string)
+		check   func(t *testing.T, info *store.PathInfo)
+		warning string
+		refused []string // the path is not substituted: the error has these
+	}{
+		{"ca-added", func(f *fixture) storepath.Path { return f.out }, func(t *testing.T, f *fixture, dir string) {
+			appendLine(t, dir, f.out, "CA: fixed:r:sha256:"+strings.Repeat("1", 52))
+		}, func(t *testing.T, info *store.PathInfo) {
+			if !info.CA.IsZero() {
+				t.Errorf("recorded with the narinfo's unsigned CA %s", info.CA)
+			}
+		}, "ignoring its CA field: content address fixed:r:sha256:1111", nil},
+		{"ca-of-another-kind", func(f *fixture) storepath.Path { return f.tree }, func(t *testing.T, f *fixture, dir string) {
+			editNarInfo(t, dir, f.tree, nil, func(ni *narinfo.NarInfo) { ni.CA.Recursive = false })
+		}, func(t *testing.T, info *store.PathInfo) {
+			if !info.CA.IsZero() {
+				t.Errorf("recorded with the CA %s", info.CA)
+			}
+		}, "ignoring its CA field", nil},
+		{"ca-makes-path-not-contents", func(f *fixture) storepath.Path { return f.text }, func(t *testing.T, f *fixture, dir string) {
+			// A signer vouches for other contents under a text path.
+			other := readNarInfo(t, dir, f.tree)
+			editNarInfo(t, dir, f.text, &f.trusted, func(ni *narinfo.NarInfo) {
+				ni.URL, ni.FileHash, ni.FileSize, ni.NarHash, ni.NarSize = other.URL, other.FileHash, other.FileSize, other.NarHash, other.NarSize
+			})
+		}, nil, "", []string{"narinfo of /store/" + f.text.Base(), "content address text:sha256:", "needs a non-executable regular file"}},
+		{"deriver-not-a-drv", func(f *fixture) storepath.Path { return f.out }, func(t *testing.T, f *fixture, dir string) {
+			editNarInfo(t, dir, f.out, nil, func(ni *narinfo.NarInfo) { ni.Deriver = f.tree })
+		}, func(t *testing.T, info *store.PathInfo) {
+			if !info.Deriver.IsZero() {
+				t.Errorf("recorded with the deriver %s", info.Deriver)
+			}
+		}, "ignoring its Deriver", nil},
+		{"bad-sig-by-trusted-name", func(f *fixture) storepath.Path { return f.tree }, func(t *testing.T, f *fixture, dir string) {
+			appendLine(t, dir, f.tree, "Sig: other-1:"+strings.Repeat("A", 86)+"==")
+		}, func(t *testing.T, info *store.PathInfo) {
+			if len(info.Sigs) != 1 || !strings.HasPrefix(info.Sigs[0], "trusted-1:") {
+				t.Errorf("recorded signatures %q, want only trusted-1's", info.Sigs)
+			}
+		}, "ignoring a bad signature by other-1", nil},
+	}
+	for _, c := range unsigned {
+		t.Run("unsigned/"+c.name, func(t *testing.T) {
+			dir := f.writeCache(t, "none", f.trusted)
+			c.breakIt(t, f, dir)
+			d := newDest(t, f, []string{serve(t, dir)}, nil)
+			p := c.path(f)
+			err := d.w.Realise(ctx, p)
+			if c.refused != nil {
+				wantErr(t, err, c.refused...)
+				if ok, _ := d.s.IsValid(p); ok {
+					t.Errorf("%s registered", p)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := d.s.Info(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.check(t, info)
+			if w := strings.Join(d.warnings, "\n"); !strings.Contains(w, c.warning) {
+				t.Errorf("warnings %q, want one with %q", w, c.warning)
 			}
 		})
 	}

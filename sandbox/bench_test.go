@@ -12,9 +12,10 @@ import (
 
 // benchBuild runs b.N trivial builds (`echo hi > $out`), each with a fresh
 // output path, and reports the time of one build end to end.
-func benchBuild(b *testing.B, network bool, extraInputs int) {
+func benchBuild(b *testing.B, network bool, extraInputs int, maxProcs int) {
 	bd := newBuild(b, "echo hi > $out")
 	bd.Network = network
+	bd.MaxProcesses = maxProcs
 	for i := range extraInputs {
 		host := filepath.Join(bd.dir, "inputs", fmt.Sprint(i))
 		if err := os.Mkdir(host, 0o755); err != nil {
@@ -32,9 +33,13 @@ func benchBuild(b *testing.B, network bool, extraInputs int) {
 	}
 }
 
-func BenchmarkTrivialBuild(b *testing.B)           { benchBuild(b, false, 0) }
-func BenchmarkTrivialBuildNetwork(b *testing.B)    { benchBuild(b, true, 0) }
-func BenchmarkTrivialBuild1000Inputs(b *testing.B) { benchBuild(b, false, 1000) }
+func BenchmarkTrivialBuild(b *testing.B)           { benchBuild(b, false, 0, 0) }
+func BenchmarkTrivialBuildNetwork(b *testing.B)    { benchBuild(b, true, 0, 0) }
+func BenchmarkTrivialBuild1000Inputs(b *testing.B) { benchBuild(b, false, 1000, 0) }
+
+// With a process limit: a cgroup made and removed per build where the
+// host allows one.
+func BenchmarkTrivialBuildPidsMax(b *testing.B) { benchBuild(b, false, 0, 4096) }
 
 // TestLatency reports how long a trivial build takes end to end (Run's
 // whole call: scratch dir, namespaces, mounts, exec, wait, cleanup). It

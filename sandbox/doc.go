@@ -14,6 +14,14 @@
 //   - It sees only its inputs (read-only), /build, the store dir it writes
 //     its outputs in, /tmp, a minimal /dev, its own /proc and /etc files.
 //   - It has no network but its own loopback unless Spec.Network is set.
+//     With Spec.Network it shares the host's network namespace but cannot
+//     create unix sockets that can reach another process (seccomp: no
+//     socket(AF_UNIX), no datagram socketpair), so it cannot meet another
+//     build or a host process through an abstract socket name and pass or
+//     receive file descriptors.
+//   - Its processes and threads are at most Spec.MaxProcesses at once, and
+//     its memory at most Spec.MaxMemory: a cgroup of its own where the host
+//     allows one, else RLIMIT_NPROC of its host uid (cgroup.go).
 //   - No process of a build outlives Run: the builder is pid 1 of its pid
 //     namespace, and when pid 1 ends the kernel kills the whole namespace;
 //     Run kills pid 1 for the limits and waits until all of it is gone.
@@ -38,6 +46,8 @@
 //     new user namespace only.
 //     Extra files: fd 3 reports a setup failure, fd 4 carries the config
 //     (JSON) and then tells the stage its parent lives, fd 5 is the root.
+//     Before it sends the config, Run moves the stage into the build's
+//     cgroup, if any (the stage waits for the config before anything).
 //  3. The stage, pid 1 of the new pid namespace, makes every mount private,
 //     attaches the root tmpfs (move_mount), bind-mounts the store dir,
 //     each input (read-only), /build, /tmp and the devices, mounts /dev/shm,
@@ -51,13 +61,15 @@
 //     /build, sets what Nix sets (umask 022, core size 0, no address space
 //     randomisation, the 32-bit personality for Spec.Linux32), loads the
 //     seccomp filter (Nix's: no setuid or setgid modes, no extended
-//     attributes) and execs the builder, argv[0] its base name,
+//     attributes; ours: no io_uring, and with Network no AF_UNIX sockets
+//     but stream pairs; seccomp.go) and execs the builder, argv[0] its base name,
 //     with exactly Spec.Env. Stdin is /dev/null, stdout and stderr the log
 //     pipe. fd 3 is close-on-exec: end of file there without a report means
 //     the builder runs.
 //  5. Run copies the log to Spec.Log and enforces Timeout (from the start),
-//     MaxSilent (from the builder's start or its last output) and the
-//     context's cancellation by SIGKILL to pid 1 (through a pidfd).
+//     MaxSilent (from the builder's start or its last output), MaxLogSize
+//     (bytes of output, as Nix's max-build-log-size) and the context's
+//     cancellation by SIGKILL to pid 1 (through a pidfd).
 //  6. When pid 1 is reaped every process of the namespace is gone; Run moves
 //     what the builder made at each output path to its host path (rename),
 //     removes the scratch dir and returns the Result.
@@ -80,7 +92,7 @@
 // errno kept for errors.Is. A builder that ran gives a Result: exit code,
 // or killed by a signal, by the timeout, by silence, or by cancellation;
 // Result.Err turns it into a *BuildError matching ErrFailed, ErrTimedOut,
-// ErrSilent or ErrCancelled.
+// ErrSilent, ErrCancelled or ErrLogLimit.
 //
 // # Known pitfalls
 //

@@ -27,11 +27,17 @@ type initConfig struct {
 	Root     string // host path where the root tmpfs is attached
 	Mounts   []initMount
 	Loopback bool // bring up lo (the build has its own network namespace)
-	Builder  string
-	Argv     []string
-	Env      []string
-	UID, GID int  // inside
-	Linux32  bool // PER_LINUX32
+	// NoUnixSockets refuses socket(AF_UNIX, ...) (the build shares the
+	// host's network namespace, and with it the abstract socket names).
+	NoUnixSockets bool
+	Builder       string
+	Argv          []string
+	Env           []string
+	UID, GID      int  // inside
+	Linux32       bool // PER_LINUX32
+	// NProc is the builder's RLIMIT_NPROC (0: unchanged), where no cgroup
+	// bounds its processes.
+	NProc int
 }
 
 // initMount is one mount: attaching the root tmpfs (Move), a new
@@ -174,7 +180,7 @@ func runInit() error {
 	} else if n > 0 && pfd[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
 		return step("checking the parent is alive", errors.New("it is gone"))
 	}
-	if err := step("setting the umask, core size limit and personality", nixProcess(c.Linux32)); err != nil {
+	if err := step("setting the umask, resource limits and personality", nixProcess(c.Linux32, c.NProc)); err != nil {
 		return err
 	}
 	// Only stdin, stdout and stderr may reach the builder: every other
@@ -183,7 +189,7 @@ func runInit() error {
 	if err := step("marking descriptors close-on-exec", unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)); err != nil {
 		return err
 	}
-	if err := step("installing the seccomp filter", installSeccomp()); err != nil {
+	if err := step("installing the seccomp filter", installSeccomp(filterOptions{noUnixSockets: c.NoUnixSockets})); err != nil {
 		return err
 	}
 	err := unix.Exec(c.Builder, c.Argv, c.Env)
@@ -272,8 +278,9 @@ const (
 
 // nixProcess gives the builder what Nix's does besides the sandbox: umask
 // 022, no core dumps (soft limit 0), no address space randomisation, and
-// for a 32-bit platform the 32-bit personality (uname says i686).
-func nixProcess(linux32 bool) error {
+// for a 32-bit platform the 32-bit personality (uname says i686); and ours:
+// at most nproc tasks of the build user, when nproc > 0.
+func nixProcess(linux32 bool, nproc int) error {
 	unix.Umask(0o022)
 	var core unix.Rlimit
 	if err := unix.Prlimit(0, unix.RLIMIT_CORE, nil, &core); err != nil {
@@ -282,6 +289,12 @@ func nixProcess(linux32 bool) error {
 	core.Cur = 0
 	if err := unix.Prlimit(0, unix.RLIMIT_CORE, &core, nil); err != nil {
 		return err
+	}
+	if nproc > 0 {
+		lim := unix.Rlimit{Cur: uint64(nproc), Max: uint64(nproc)}
+		if err := unix.Prlimit(0, unix.RLIMIT_NPROC, &lim, nil); err != nil {
+			return err
+		}
 	}
 	cur, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, personalityRead, 0, 0)
 	if errno != 0 {

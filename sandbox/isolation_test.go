@@ -56,14 +56,18 @@ touch $out/bad`, in))
 }
 
 // A builder without Network has only its own loopback: the host's
-// 127.0.0.1 is out of reach, its own works.
+// 127.0.0.1 is out of reach, its own works. The client reads "mine" from
+// a file: busybox's listener, its stdin at EOF, half-closes at once, and
+// a client that sees that EOF before a pipe brings it data exits without
+// sending any.
 func TestNoNetwork(t *testing.T) {
 	addr, accepted := tcpServer(t)
 	b := newBuild(t, fmt.Sprintf(`mkdir $out
 cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > $out/interfaces
 nc -w 2 %[1]s %[2]s < /dev/null > $out/host 2>&1; echo $? > $out/host-exit
 nc -l -p %[2]s > $out/own &
-for i in $(seq 100); do echo mine | nc 127.0.0.1 %[2]s 2> /dev/null && break; sleep 0.05; done; wait`, addr.IP, strconv.Itoa(addr.Port)))
+echo mine > /tmp/mine
+for i in $(seq 100); do nc 127.0.0.1 %[2]s < /tmp/mine 2> /dev/null && break; sleep 0.05; done; wait`, addr.IP, strconv.Itoa(addr.Port)))
 	b.mustSucceed(t)
 	if got := b.output(t, "interfaces"); got != "lo" {
 		t.Errorf("interfaces: %q, want only lo", got)

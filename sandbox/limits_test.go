@@ -182,3 +182,29 @@ func TestParentDeath(t *testing.T) {
 	}
 	b.noneLeft(t)
 }
+
+// A builder that writes more than MaxLogSize is killed, as Nix's
+// max-build-log-size; one that stays under it is not.
+func TestMaxLogSize(t *testing.T) {
+	b := newBuild(t, `sleep 1000 & i=0; while [ $i -lt 100000 ]; do echo line $i of a builder that talks too much; i=$((i+1)); done; echo done > $out; sleep 1000`)
+	b.MaxLogSize = 10000
+	r := <-b.start(context.Background())
+	killed(t, b, r, LogLimit, ErrLogLimit, time.Now(), promptly)
+	if got := r.res.Err().Error(); got != "builder killed after writing more than 10000 bytes of log output" {
+		t.Errorf("error: %q", got)
+	}
+	if strings.Contains(b.log.String(), "line 99999") {
+		t.Error("the builder ran to its end")
+	}
+
+	b = newBuild(t, `echo short; echo done > $out`)
+	b.MaxLogSize = 10000
+	if res := b.mustSucceed(t); res.Outcome != Exited {
+		t.Errorf("a builder under the limit: %v", res)
+	}
+	b = newBuild(t, "")
+	b.MaxLogSize = -1
+	if _, err := Run(context.Background(), b.Spec); !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "max log size -1") {
+		t.Errorf("a negative max log size: %v", err)
+	}
+}

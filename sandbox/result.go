@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -16,6 +17,7 @@ const (
 	TimedOut                 // killed after Spec.Timeout
 	Silent                   // killed after Spec.MaxSilent without output
 	Cancelled                // killed because the context was cancelled
+	LogLimit                 // killed after writing more than Spec.MaxLogSize bytes of log output
 )
 
 func (o Outcome) String() string {
@@ -30,6 +32,8 @@ func (o Outcome) String() string {
 		return "silent"
 	case Cancelled:
 		return "cancelled"
+	case LogLimit:
+		return "log limit"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -44,6 +48,12 @@ type Result struct {
 	Duration time.Duration
 	// Limit is the limit that killed it (TimedOut, Silent).
 	Limit time.Duration
+	// MaxLogSize is the log size that killed it (LogLimit), in bytes.
+	MaxLogSize int64
+	// LimitsHit names the limits of the build's cgroup that its processes
+	// ran into ("its limit of 50 processes and threads"), which may be why
+	// it failed; none where no cgroup held it.
+	LimitsHit []string
 	// cause is the context's error when Cancelled.
 	cause error
 }
@@ -54,6 +64,7 @@ var (
 	ErrTimedOut  = errors.New("builder timed out")
 	ErrSilent    = errors.New("builder was silent too long")
 	ErrCancelled = errors.New("build cancelled")
+	ErrLogLimit  = errors.New("builder wrote too much log output")
 	// ErrSetup marks every *SetupError.
 	ErrSetup = errors.New("sandbox setup failed")
 )
@@ -63,7 +74,8 @@ func (r *Result) Success() bool { return r.Outcome == Exited && r.ExitCode == 0 
 
 // Err is nil for a builder that exited 0, else a *BuildError saying why it
 // did not (errors.Is matches ErrFailed, ErrTimedOut, ErrSilent or
-// ErrCancelled, and for a cancellation the context's error too).
+// ErrCancelled or ErrLogLimit, and for a cancellation the context's error
+// too).
 func (r *Result) Err() error {
 	if r.Success() {
 		return nil
@@ -75,6 +87,14 @@ func (r *Result) Err() error {
 type BuildError struct{ Result Result }
 
 func (e *BuildError) Error() string {
+	msg := e.message()
+	if len(e.Result.LimitsHit) > 0 && (e.Result.Outcome == Exited || e.Result.Outcome == Signaled) {
+		msg += " after reaching " + strings.Join(e.Result.LimitsHit, " and ")
+	}
+	return msg
+}
+
+func (e *BuildError) message() string {
 	r := e.Result
 	switch r.Outcome {
 	case Exited:
@@ -87,6 +107,8 @@ func (e *BuildError) Error() string {
 		return fmt.Sprintf("builder timed out after %v of silence", r.Limit)
 	case Cancelled:
 		return fmt.Sprintf("build cancelled: %v", r.cause)
+	case LogLimit:
+		return fmt.Sprintf("builder killed after writing more than %d bytes of log output", r.MaxLogSize)
 	}
 	return "builder failed: " + r.Outcome.String()
 }
@@ -97,6 +119,8 @@ func (e *BuildError) Unwrap() []error {
 		return []error{ErrTimedOut}
 	case Silent:
 		return []error{ErrSilent}
+	case LogLimit:
+		return []error{ErrLogLimit}
 	case Cancelled:
 		if e.Result.cause != nil {
 			return []error{ErrCancelled, e.Result.cause}

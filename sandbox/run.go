@@ -75,15 +75,16 @@ func runIn(ctx context.Context, s *Spec, scratch string) (*Result, error) {
 		return nil, err
 	}
 	cfg := initConfig{
-		Root:     filepath.Join(scratch, scratchRoot),
-		Mounts:   mounts,
-		Loopback: !s.Network,
-		Builder:  s.Builder,
-		Argv:     append([]string{argv0(s.Builder)}, s.Args...),
-		Env:      s.Env,
-		UID:      BuildUID,
-		GID:      BuildGID,
-		Linux32:  s.Linux32,
+		Root:          filepath.Join(scratch, scratchRoot),
+		Mounts:        mounts,
+		Loopback:      !s.Network,
+		NoUnixSockets: s.Network,
+		Builder:       s.Builder,
+		Argv:          append([]string{argv0(s.Builder)}, s.Args...),
+		Env:           s.Env,
+		UID:           BuildUID,
+		GID:           BuildGID,
+		Linux32:       s.Linux32,
 	}
 	res, err := supervise(ctx, s, &cfg, root)
 	if err != nil {
@@ -183,9 +184,30 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig, root *os.File) (*R
 			Pdeathsig:                  syscall.SIGKILL,
 		},
 	}
+	cg, err := newBuildCgroup(int64(s.MaxProcesses), s.MaxMemory)
+	if err != nil {
+		return nil, err
+	}
+	if cg == nil {
+		cfg.NProc = s.MaxProcesses
+	} else {
+		// Deferred calls run after the wait below. The kernel may take a
+		// few milliseconds to let go of the last tasks (rmdir says EBUSY):
+		// the removal does not hold up the build's end.
+		defer func() { go cg.remove() }()
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, &SetupError{What: "starting the sandbox's init stage (/proc/self/exe in new namespaces)", Err: err}
+	}
+	if cg != nil {
+		// The stage waits for its config before it does anything, so
+		// nothing of the build runs outside the cgroup.
+		if err := cg.add(cmd.Process.Pid); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, err
+		}
 	}
 	p.statusW.Close()
 	p.configR.Close()
@@ -204,7 +226,8 @@ func supervise(ctx context.Context, s *Spec, cfg *initConfig, root *os.File) (*R
 	var lastOutput atomic.Int64
 	lastOutput.Store(start.UnixNano())
 	logDone := make(chan struct{})
-	go copyLog(s.Log, p.logR, &lastOutput, logDone)
+	logLimit := make(chan struct{})
+	go copyLog(s.Log, p.logR, &lastOutput, s.MaxLogSize, logLimit, logDone)
 	waitCh := make(chan struct{})
 	go func() {
 		cmd.Wait()
@@ -241,6 +264,11 @@ loop:
 			kill(Cancelled)
 		case <-timeoutC:
 			kill(TimedOut)
+		case <-logLimit:
+			logLimit = nil
+			if killedBy == nil {
+				kill(LogLimit)
+			}
 		case <-silentC:
 			idle := time.Since(time.Unix(0, lastOutput.Load()))
 			if idle >= s.MaxSilent {
@@ -263,6 +291,9 @@ loop:
 		}
 	}
 	res := &Result{Duration: time.Since(start)}
+	if cg != nil {
+		res.LimitsHit = cg.limitsHit(int64(s.MaxProcesses), s.MaxMemory)
+	}
 	if !gotStatus {
 		status = <-statusCh
 	}
@@ -288,6 +319,8 @@ loop:
 			res.Limit = s.MaxSilent
 		case Cancelled:
 			res.cause = context.Cause(ctx)
+		case LogLimit:
+			res.MaxLogSize = s.MaxLogSize
 		}
 	case ws.Exited():
 		res.Outcome, res.ExitCode = Exited, ws.ExitStatus()
@@ -299,15 +332,22 @@ loop:
 	return res, nil
 }
 
-// copyLog copies the builder's output to log, noting when it last spoke.
-// A failing log does not stop the builder: its output is then dropped.
-func copyLog(log io.Writer, r io.Reader, last *atomic.Int64, done chan<- struct{}) {
+// copyLog copies the builder's output to log, noting when it last spoke,
+// and closes limit once more than max bytes (0: no limit) came. A failing
+// log does not stop the builder: its output is then dropped.
+func copyLog(log io.Writer, r io.Reader, last *atomic.Int64, max int64, limit chan<- struct{}, done chan<- struct{}) {
 	defer close(done)
 	buf := make([]byte, 32<<10)
+	var total int64
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
+			total += int64(n)
+			if max > 0 && total > max && limit != nil {
+				close(limit)
+				limit = nil
+			}
 			if log != nil {
 				if _, werr := log.Write(buf[:n]); werr != nil {
 					log = nil

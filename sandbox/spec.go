@@ -63,8 +63,10 @@ type Spec struct {
 	// Empty means a fresh directory beside BuildDir.
 	ScratchDir string
 	// Network keeps the host's network (fixed-output derivations), with the
-	// host's /etc/resolv.conf, /etc/services and /etc/hosts. Otherwise the
-	// builder has only its own loopback interface.
+	// host's /etc/resolv.conf, /etc/services and /etc/hosts, but no unix
+	// sockets (socket(AF_UNIX, ...) and datagram socketpairs fail with
+	// EPERM): their abstract names are the host's. Otherwise the builder has only its own loopback
+	// interface.
 	Network bool
 	// KVM also binds the host's /dev/kvm, as Nix does on a machine with the
 	// kvm system feature.
@@ -83,6 +85,16 @@ type Spec struct {
 	// Timeout bounds the whole run, MaxSilent the time without output on
 	// Log; zero means no limit.
 	Timeout, MaxSilent time.Duration
+	// MaxLogSize kills the builder once it has written more than this many
+	// bytes to its stdout and stderr, as Nix's max-build-log-size; zero
+	// means no limit.
+	MaxLogSize int64
+	// MaxProcesses bounds the processes and threads of the build at once
+	// (a cgroup's pids.max, else RLIMIT_NPROC of the build user: cgroup.go);
+	// MaxMemory its memory in bytes (memory.max; only with a cgroup). Zero
+	// means no limit.
+	MaxProcesses int
+	MaxMemory    int64
 }
 
 // check refuses a spec the sandbox cannot run faithfully, naming what is wrong.
@@ -122,6 +134,12 @@ func (s *Spec) check() error {
 	}
 	if s.Timeout < 0 || s.MaxSilent < 0 {
 		return bad("timeout %v, max silent time %v: must not be negative", s.Timeout, s.MaxSilent)
+	}
+	if s.MaxLogSize < 0 {
+		return bad("max log size %d: must not be negative", s.MaxLogSize)
+	}
+	if s.MaxProcesses < 0 || s.MaxMemory < 0 {
+		return bad("max processes %d, max memory %d: must not be negative", s.MaxProcesses, s.MaxMemory)
 	}
 	if err := absClean("build dir", s.BuildDir); err != nil {
 		return bad("%w", err)

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,7 +24,9 @@ const (
 // Canonicalise puts a tree in canonical form: owned by the current user
 // (root in production), regular files 0444, or 0555 when the owner may
 // execute them (the bit a NAR records), directories 0555, no setuid,
-// setgid or sticky bits, every mtime 1. Anything but regular files,
+// setgid or sticky bits, no extended attributes (but security.selinux,
+// which the LSM keeps; a NAR records none), every mtime 1. Anything but
+// regular files,
 // directories and symlinks is refused. Entries are reached from their
 // directory's descriptor, never through a symlink.
 func Canonicalise(root string) error {
@@ -50,6 +54,9 @@ func (c *canonicaliser) fix(dirfd int, name, path string) error {
 		if err := unix.Fchownat(dirfd, name, int(c.uid), int(c.gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fail(err)
 		}
+	}
+	if err := stripXattrs(entryPath(dirfd, name)); err != nil {
+		return fail(err)
 	}
 	perm := st.Mode & 0o7777
 	switch st.Mode & unix.S_IFMT {
@@ -141,6 +148,78 @@ func checkCanonical(root string) error {
 		if info.ModTime().Unix() != canonicalTime {
 			return fmt.Errorf("%s has mtime %d, want %d", p, info.ModTime().Unix(), canonicalTime)
 		}
+		names, err := listXattrs(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		for _, n := range names {
+			if n != keptXattr {
+				return fmt.Errorf("%s has extended attribute %s", p, n)
+			}
+		}
 		return nil
 	})
+}
+
+// keptXattr is the one extended attribute canonical contents may carry:
+// SELinux labels every file and may refuse its removal, as Nix knows.
+const keptXattr = "security.selinux"
+
+// entryPath names the entry name of the directory dirfd for the *xattr
+// calls, which take no directory descriptor: through /proc/self/fd, so no
+// symlink on the way is followed (the l* calls do not follow the last).
+func entryPath(dirfd int, name string) string {
+	if dirfd == unix.AT_FDCWD {
+		return name
+	}
+	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+}
+
+// listXattrs returns the names of the extended attributes of path (not
+// following a symlink); a filesystem without them has none.
+func listXattrs(path string) ([]string, error) {
+	for {
+		n, err := unix.Llistxattr(path, nil)
+		if err == unix.ENOTSUP || err == unix.EOPNOTSUPP {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing extended attributes: %w", err)
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		buf := make([]byte, n)
+		n, err = unix.Llistxattr(path, buf)
+		if err == unix.ERANGE {
+			continue // it grew meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing extended attributes: %w", err)
+		}
+		var names []string
+		for _, b := range bytes.Split(buf[:n], []byte{0}) {
+			if len(b) > 0 {
+				names = append(names, string(b))
+			}
+		}
+		return names, nil
+	}
+}
+
+// stripXattrs removes every extended attribute of path but keptXattr.
+func stripXattrs(path string) error {
+	names, err := listXattrs(path)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if n == keptXattr {
+			continue
+		}
+		if err := unix.Lremovexattr(path, n); err != nil && err != unix.ENODATA {
+			return fmt.Errorf("removing extended attribute %s: %w", n, err)
+		}
+	}
+	return nil
 }

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,7 +32,8 @@ type CheckOptions struct {
 // broken invariant: records that do not decode, references that are not
 // valid, indexes that disagree with the records, backing entries with no
 // record and records with no backing entry, and (with Contents) contents
-// whose NAR hash or size differs from the record, or that are not canonical.
+// whose NAR hash or size differs from the record, that do not hash to
+// their content address, or that are not canonical.
 func (s *Store) Check(opts CheckOptions) ([]Problem, error) {
 	var probs []Problem
 	add := func(path, format string, args ...any) {
@@ -97,6 +100,11 @@ func (s *Store) Check(opts CheckOptions) ([]Problem, error) {
 		onDisk[name] = true
 		if !valid[name] {
 			add(s.BackingDir()+"/"+name, "backing entry has no database record")
+		}
+	}
+	if journals, err := readDirNames(filepath.Join(s.State, repairDir)); err == nil {
+		for _, j := range journals {
+			add(filepath.Join(s.State, repairDir, j), "a killed repair left this journal; storefs verify --repair puts the path back and repairs it")
 		}
 	}
 	for base := range valid {
@@ -228,6 +236,11 @@ func (s *Store) checkContents(info *PathInfo, add func(string, string, ...any)) 
 	}
 	if cw.n != info.NarSize {
 		add(where, "contents have NAR size %d, the record says %d", cw.n, info.NarSize)
+	}
+	withHash := *info
+	withHash.NarHash = got
+	if err := s.CheckContentAddress(&withHash, real); errors.Is(err, ErrAddressMismatch) {
+		add(where, "%v", err)
 	}
 }
 

@@ -25,7 +25,7 @@ package store
 //	│       {"time": <RFC 3339>, "message": <why, with the log's last lines>,
 //	│        "status": <exit status: 100, 101, 102...>}
 //	└── narinfoCache                                narinfocache.go; made on first use
-//	    └── <cache URL> 0x00 <hash part> | "nix-cache-info" -> JSON of narInfoCacheRecord
+//	    └── <cache URL> 0x00 <hash part> | "nix-cache-info" | "forgotten" -> JSON of narInfoCacheRecord
 //	        {"time": <unix seconds>, "found": <false: the cache answered 404>,
 //	         "data": <the narinfo or nix-cache-info text, when found>}
 //

@@ -109,7 +109,8 @@ type GCResult struct {
 	Freed   uint64 // sum of the deleted paths' NAR sizes
 }
 
-// GC deletes the valid paths that no root or temporary root reaches,
+// GC deletes the valid paths that no root, temporary root or runtime root
+// (a path a live process uses) reaches,
 // oldest registration first, never a path before the paths that refer to
 // it. Paths whose locks are held (being added or built) are kept, and so
 // is what they refer to. It holds the gc lock throughout, so holders of
@@ -205,8 +206,9 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	return res, nil
 }
 
-// allRoots returns the gc roots and the live holders' temporary roots. The
-// caller holds the gc lock exclusively.
+// allRoots returns the gc roots, the live holders' temporary roots and the
+// valid paths that live processes use (liveroots.go). The caller holds the
+// gc lock exclusively.
 func (s *Store) allRoots() (map[storepath.Path]bool, error) {
 	roots, err := s.Roots()
 	if err != nil {
@@ -218,6 +220,17 @@ func (s *Store) allRoots() (map[storepath.Path]bool, error) {
 	}
 	for p := range roots {
 		all[p] = true
+	}
+	if used := s.runtimeRoots(); len(used) > 0 {
+		err := s.ForEachPath(func(p storepath.Path) error {
+			if used[p.HashPart()] {
+				all[p] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return all, nil
 }
@@ -251,7 +264,7 @@ func (s *Store) DeleteSpecific(ctx context.Context, ps []storepath.Path) error {
 		}
 		seen[p] = true
 		if roots[p] {
-			return fmt.Errorf("cannot delete %s: it is a gc root or temporary root, so still alive", s.Print(p))
+			return fmt.Errorf("cannot delete %s: it is a gc root, a temporary root or in use by a live process, so still alive", s.Print(p))
 		}
 		refs, err := s.Referrers(p)
 		if err != nil {

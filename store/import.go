@@ -189,6 +189,7 @@ func (im *importer) next() error {
 	}
 	contents := filepath.Join(im.tmp, strconv.Itoa(im.n))
 	im.n++
+	nr.LimitPath(im.s.MaxNARPath())
 	if err := nar.RestoreFrom(nr, contents); err != nil {
 		return im.er.Fail(err)
 	}
@@ -276,6 +277,18 @@ func (im *importer) readDerivation(p storepath.Path) (*derivation.Derivation, er
 	return im.s.readDerivation(p)
 }
 
+// pathMax is Linux's PATH_MAX, with its NUL.
+const pathMax = 4096
+
+// MaxNARPath is the longest path inside a NAR (Header.Path) that the store
+// accepts: with the longest base name, the entry's path in the backing
+// directory and in the store dir must both fit in PATH_MAX, or nothing
+// could reach it by name (verify, the mount, a builder).
+func (s *Store) MaxNARPath() int {
+	prefix := max(len(s.BackingDir()), len(s.Dir)) + 1 + storepath.HashLen + 1 + storepath.MaxNameLen + 1
+	return pathMax - 1 - prefix
+}
+
 // textProbeMax bounds the files whose flat hash Import computes to find a
 // text or flat content address (toFile texts and .drvs are small).
 const textProbeMax = 1 << 20
@@ -305,7 +318,10 @@ func inferCA(dir storepath.Dir, info *PathInfo, contents string, others []storep
 		return storepath.ContentAddress{}, err
 	}
 	h := nixhash.Sum(nixhash.SHA256, data)
-	if ca := (storepath.ContentAddress{Text: true, Hash: h}); try(ca, others, false) {
+	// A text path is a plain file: its address hashes the bytes only, so
+	// an executable bit in the NAR would go unchecked. (A flat fixed path
+	// may be executable: Nix 2.8's add-fixed keeps the bit.)
+	if ca := (storepath.ContentAddress{Text: true, Hash: h}); st.Mode()&0o100 == 0 && try(ca, others, false) {
 		return ca, nil
 	}
 	if ca := (storepath.ContentAddress{Hash: h}); len(others) == 0 && try(ca, nil, false) {
@@ -324,6 +340,9 @@ func drvAddressError(dir storepath.Dir, p storepath.Path, contents string, refs 
 	want, err := dir.MakeCA(p.Name(), storepath.ContentAddress{Text: true, Hash: nixhash.Sum(nixhash.SHA256, data)}, refs, false)
 	if err != nil {
 		return err
+	}
+	if st, err := os.Lstat(contents); err == nil && st.Mode()&0o100 != 0 {
+		return fmt.Errorf("its NAR marks it executable, which a text path never is: %w", ErrAddressMismatch)
 	}
 	return fmt.Errorf("its contents and references make the text path %s: %w", dir.Print(want), ErrAddressMismatch)
 }

@@ -6,14 +6,21 @@ package store
 //	narinfoCache                         made on first use
 //	└── <cache URL> 0x00 <name> -> JSON of narInfoCacheRecord
 //
-// <name> is a store path's hash part for a narinfo lookup, or
-// "nix-cache-info" for the cache's own description (a hash part is 32 nix32
-// characters, so the two never collide). A record with found=false is a
+// <name> is a store path's hash part for a narinfo lookup, "nix-cache-info"
+// for the cache's own description, or "forgotten" for when its answers were
+// last forgotten (a hash part is 32 nix32 characters, so they never
+// collide). A record with found=false is a
 // miss: the cache answered 404. The caller decides how long an answer stays
-// fresh (realise: one hour for a miss, a month for a hit, as Nix).
+// fresh (realise: one hour for a miss, a month for a hit, as Nix), and
+// sweeps stale answers out with ExpireNarInfoCache; bbolt reuses the pages
+// they held, so the file stops growing once answers expire as fast as new
+// ones come (the file itself is not shrunk: other processes open it for
+// every transaction, and replacing it under them could lose their writes).
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -95,13 +102,25 @@ func (s *Store) PutNarInfoCache(entries ...NarInfoCacheEntry) error {
 	})
 }
 
+// narInfoForgottenName is the record of when a cache's answers were last
+// forgotten, so that answers other processes hold in memory can be judged.
+const narInfoForgottenName = "forgotten"
+
 // ForgetNarInfoCache forgets the answers of cache for names, or all of its
-// answers when names is empty (after writing to the cache, say).
+// answers when names is empty (after writing to the cache, say), and
+// records when (NarInfoCacheForgotten).
 func (s *Store) ForgetNarInfoCache(cache string, names ...string) error {
 	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNarInfoCache)
-		if b == nil {
-			return nil
+		b, err := tx.CreateBucketIfNotExists(bucketNarInfoCache)
+		if err != nil {
+			return err
+		}
+		v, err := json.Marshal(narInfoCacheRecord{Time: time.Now().Unix()})
+		if err != nil {
+			return err
+		}
+		if err := b.Put(narInfoCacheKey(cache, narInfoForgottenName), v); err != nil {
+			return err
 		}
 		if len(names) > 0 {
 			for _, n := range names {
@@ -112,8 +131,10 @@ func (s *Store) ForgetNarInfoCache(cache string, names ...string) error {
 			return nil
 		}
 		var keys [][]byte
-		err := forEachPair(b, cache, func(second string, _ []byte) error {
-			keys = append(keys, narInfoCacheKey(cache, second))
+		err = forEachPair(b, cache, func(second string, _ []byte) error {
+			if second != narInfoForgottenName {
+				keys = append(keys, narInfoCacheKey(cache, second))
+			}
 			return nil
 		})
 		if err != nil {
@@ -127,3 +148,118 @@ func (s *Store) ForgetNarInfoCache(cache string, names ...string) error {
 		return nil
 	})
 }
+
+// NarInfoCacheForgotten is when ForgetNarInfoCache last forgot answers of
+// cache (in any process), or the zero time. An answer remembered in memory
+// before then is stale.
+func (s *Store) NarInfoCacheForgotten(cache string) (time.Time, error) {
+	e, err := s.LookupNarInfoCache(cache, narInfoForgottenName)
+	if err != nil || e == nil {
+		return time.Time{}, err
+	}
+	return e.Time, nil
+}
+
+// NarInfoCacheExpiry says which remembered answers are stale: those older
+// than Negative (misses), Positive (narinfos) or CacheInfo
+// (nix-cache-info) at Now. A TTL of 0 or less makes every answer of its
+// kind stale.
+type NarInfoCacheExpiry struct {
+	Now                           time.Time
+	Negative, Positive, CacheInfo time.Duration
+	// Every skips the sweep when one (by any process) ended less than
+	// this long before Now; 0 sweeps always.
+	Every time.Duration
+}
+
+// keySweep (an empty cache URL, which no cache has) records when the
+// narinfo cache was last swept.
+var keySweep = pairKey("", "sweep")
+
+// ExpireNarInfoCache deletes the stale answers, in one transaction, and
+// returns how many. A store with no stale answer is not written to but
+// for the time of the sweep, when Every asks for it.
+func (s *Store) ExpireNarInfoCache(e NarInfoCacheExpiry) (int, error) {
+	stale := func(k, v []byte) bool {
+		if bytes.Equal(k, keySweep) {
+			return false
+		}
+		var r narInfoCacheRecord
+		if json.Unmarshal(v, &r) != nil {
+			return true
+		}
+		ttl := e.Positive
+		switch _, name, _ := splitPairKey(k); {
+		case name == narInfoForgottenName:
+			ttl = max(e.Negative, e.Positive)
+		case name == NarInfoCacheName:
+			ttl = e.CacheInfo
+		case !r.Found:
+			ttl = e.Negative
+		}
+		return ttl <= 0 || e.Now.Sub(time.Unix(r.Time, 0)) >= ttl
+	}
+	any, recent := false, false
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNarInfoCache)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get(keySweep); v != nil && e.Every > 0 {
+			var r narInfoCacheRecord
+			if json.Unmarshal(v, &r) == nil && e.Now.Sub(time.Unix(r.Time, 0)) < e.Every {
+				recent = true
+				return nil
+			}
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if stale(k, v) {
+				any = true
+				return errStop
+			}
+			return nil
+		})
+	})
+	if err != nil && err != errStop {
+		return 0, err
+	}
+	if recent || !any && e.Every <= 0 {
+		return 0, nil
+	}
+	n := 0
+	err = s.update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketNarInfoCache)
+		if err != nil {
+			return err
+		}
+		if e.Every > 0 {
+			v, err := json.Marshal(narInfoCacheRecord{Time: e.Now.Unix()})
+			if err != nil {
+				return err
+			}
+			if err := b.Put(keySweep, v); err != nil {
+				return err
+			}
+		}
+		if !any {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; {
+			if stale(k, v) {
+				key := append([]byte(nil), k...)
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+				k, v = c.Seek(key) // the next key after the deleted one
+				continue
+			}
+			k, v = c.Next()
+		}
+		return nil
+	})
+	return n, err
+}
+
+var errStop = errors.New("stop")

@@ -178,6 +178,38 @@ func (s *Store) cleanup() error {
 			return fmt.Errorf("cleaning up scratch %s: %w", name, err)
 		}
 	}
+	return s.cleanupLogTemps()
+}
+
+// NewLogTemp creates logs/<name>.<pid>-<random>.tmp, where a log is
+// written before it is renamed into place; the pid lets Open tell the
+// leftovers of dead processes (killed mid-build) from logs being written.
+func (s *Store) NewLogTemp(name string) (*os.File, error) {
+	return os.CreateTemp(s.LogsDir(), name+"."+strconv.Itoa(os.Getpid())+"-*.tmp")
+}
+
+// cleanupLogTemps removes the logs/*.tmp files of dead processes, and
+// those whose name carries no pid (made before names had one).
+func (s *Store) cleanupLogTemps() error {
+	names, err := readDirNames(s.LogsDir())
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		rest, ok := strings.CutSuffix(name, ".tmp")
+		if !ok {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, '.'); i >= 0 {
+			pid, _, hasPid := strings.Cut(rest[i+1:], "-")
+			if n, err := strconv.Atoi(pid); hasPid && err == nil && processAlive(n) {
+				continue
+			}
+		}
+		if err := os.Remove(filepath.Join(s.LogsDir(), name)); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("cleaning up build log leftover %s: %w", filepath.Join(s.LogsDir(), name), err)
+		}
+	}
 	return nil
 }
 

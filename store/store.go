@@ -19,9 +19,10 @@
 //
 //  1. A path is valid exactly when it has a record in the database. A record
 //     is committed only after the path's contents are complete, canonical
-//     (mtime 1, modes 0444/0555, no setuid, setgid or sticky bits, owned by
-//     root) and fsynced in the backing directory, and after every reference
-//     is valid (or registered in the same transaction).
+//     (mtime 1, modes 0444/0555, no setuid, setgid or sticky bits, no
+//     extended attributes but security.selinux, owned by root) and fsynced
+//     in the backing directory, and after every reference is valid (or
+//     registered in the same transaction).
 //  2. A crash at any instant leaves a path valid or absent. Contents move into
 //     the backing directory by one rename, after a marker in pending/ names
 //     them (pending.go); the next Open removes any named entry that got no
@@ -32,8 +33,10 @@
 //     transaction as the records they index. Every valid .drv has its
 //     outputs recorded, however it came (AddDerivation, Import, AddPath).
 //  5. The garbage collector deletes nothing that a gc root, a live
-//     process's temporary root (temproots.go) or a valid path not deleted
-//     before it still needs, nor a path whose lock is held.
+//     process's temporary root (temproots.go), a path a live process uses
+//     (open, executed, mapped, its cwd, root or environment: liveroots.go)
+//     or a valid path not deleted before it still needs, nor a path whose
+//     lock is held.
 //
 // # Batches
 //

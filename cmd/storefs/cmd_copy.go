@@ -26,6 +26,10 @@ type substFlags struct {
 	MaxSubstitutionJobs int      `name:"max-substitution-jobs" default:"16" help:"Substitutions to run at once."`
 	NegativeTTL         duration `name:"narinfo-cache-negative-ttl" default:"3600" placeholder:"SECONDS" help:"How long a remote cache's answer that it lacks a path is believed: seconds, or with a unit (${default}; 0: not remembered)."`
 	PositiveTTL         duration `name:"narinfo-cache-positive-ttl" default:"2592000" placeholder:"SECONDS" help:"How long a remote cache's narinfo is believed: seconds, or with a unit (${default}, 30 days; 0: not remembered)."`
+	ConnectTimeout      duration `name:"connect-timeout" default:"5" placeholder:"SECONDS" help:"How long connecting to an HTTP cache may take (${default} s; 0: the default)."`
+	QueryTimeout        duration `name:"narinfo-query-timeout" default:"5" placeholder:"SECONDS" help:"How long an HTTP cache may take to answer a narinfo or nix-cache-info query, connecting included; a cache that does not answer in time is down (${default} s; 0: the default)."`
+	QueryRate           int      `name:"narinfo-query-rate" default:"20" placeholder:"N" help:"Narinfo queries a second that one user's lookups through the mount may cause, with a burst of ten seconds' worth; lookups beyond it count as in no cache (${default}; 0: no bound)."`
+	RetryDown           duration `name:"substituter-retry-after" default:"60" placeholder:"SECONDS" help:"How long a cache that could not be reached is skipped before it is asked again, as Nix disables one for 60 s (${default}; 0: the default)."`
 }
 
 // substituter makes the Substituter the flags describe, with extra caches
@@ -53,7 +57,18 @@ func (f *substFlags) options() (realise.SubstituterOptions, error) {
 		return realise.SubstituterOptions{}, fmt.Errorf("--trusted-public-keys: %w", err)
 	}
 	return realise.SubstituterOptions{TrustedKeys: keys, RequireSigs: !f.NoRequireSigs,
-		NegativeTTL: ttl(f.NegativeTTL), PositiveTTL: ttl(f.PositiveTTL)}, nil
+		NegativeTTL: ttl(f.NegativeTTL), PositiveTTL: ttl(f.PositiveTTL),
+		HTTP:      realise.HTTPOptions{ConnectTimeout: time.Duration(f.ConnectTimeout), QueryTimeout: time.Duration(f.QueryTimeout)},
+		RetryDown: time.Duration(f.RetryDown), QueryRate: queryRate(f.QueryRate)}, nil
+}
+
+// queryRate is narinfo-query-rate as SubstituterOptions takes it: there
+// 0 means the default and a negative value no bound, which 0 means here.
+func queryRate(n int) float64 {
+	if n <= 0 {
+		return -1
+	}
+	return float64(n)
 }
 
 // ttl is a narinfo TTL as SubstituterOptions takes it: there 0 means the

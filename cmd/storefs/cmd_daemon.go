@@ -96,7 +96,7 @@ func runDaemon(ctx context.Context, g *Globals, io stdio, c *daemonCmd) error {
 		gs = sub
 	}
 	nixd := c.server(s, c.Subst, logger)
-	w := goals.New(s, &realise.Builder{Store: s, OnLogLine: nixd.LogLine}, gs, c.options(nixdObserver{status, nixd}))
+	w := goals.New(s, c.configure(&realise.Builder{Store: s, OnLogLine: nixd.LogLine}), gs, c.options(nixdObserver{status, nixd}))
 	defer w.Wait()
 	nixd.Engine = w
 	stop, err := c.listen(ctx, nixd, logger)

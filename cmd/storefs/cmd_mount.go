@@ -46,7 +46,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	status := newDaemonStatus(s)
 	status.logf = logger.Printf
 	nixd := c.server(s, c.Subst, logger)
-	b := &realise.Builder{Store: s, OnLogLine: nixd.LogLine}
+	b := c.configure(&realise.Builder{Store: s, OnLogLine: nixd.LogLine})
 	// Downloads and warnings of substituters go to the log, a line each.
 	sub, err := c.Subst.substituter(s, newProgress(logWriter{logger}, s))
 	if err != nil {
@@ -63,6 +63,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 		Passthrough: c.Passthrough,
 		IsUnknown:   func(err error) bool { return errors.Is(err, goals.ErrUnknownPath) },
 		OnFailure:   status.failed,
+		WithCaller:  goals.WithCaller,
 		Logf:        logger.Printf,
 		Debug:       c.Debug,
 	})
@@ -73,7 +74,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	}
 	logger.Printf("serving %s from %s", dir, s.BackingDir())
 	stop := make(chan struct{}, 1) // `storefs umount` asks through the socket
-	sock, err := serveDaemon(s, w, status, fsys, logger, stop)
+	sock, err := serveDaemon(s, w, status, fsys, c, logger, stop)
 	if err != nil {
 		fsys.Shutdown()
 		unmount(string(dir))

@@ -54,7 +54,7 @@ func (c *realiseCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 			}
 		}
 		prog := newProgress(io.err, s)
-		b := &realise.Builder{Store: s, OnLogLine: prog.logLine}
+		b := c.configure(&realise.Builder{Store: s, OnLogLine: prog.logLine})
 		sub, err := c.Subst.substituter(s, prog)
 		if err != nil {
 			return err
@@ -306,7 +306,7 @@ func (c *realiseCmd) viaDaemon(ctx context.Context, client *http.Client, io stdi
 		}
 		paths[i] = p
 	}
-	body, _ := json.Marshal(realiseRequest{Paths: paths, KeepGoing: c.KeepGoing, RetryFailed: c.RetryFailed})
+	body, _ := json.Marshal(realiseRequest{Paths: paths, RetryFailed: c.RetryFailed, Flags: c.requestFlags(c.KeepGoing)})
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://storefs/realise", bytes.NewReader(body))
 	if err != nil {
 		return err

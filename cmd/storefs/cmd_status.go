@@ -48,8 +48,8 @@ func (c *statusCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 		return nil
 	}
 	fmt.Fprintf(io.out, "storefs serving %s (state %s) since %s\n", st.StoreDir, st.StateDir, st.StartedAt.Format(time.RFC3339))
-	fmt.Fprintf(io.out, "%d running, %d goals, %d started, %d finished; %d lookups, %d realisations, %d interrupted\n",
-		len(st.Running), len(st.Goals), st.Started, st.Finished, st.Mount.Lookups, st.Mount.Realisations, st.Mount.Interrupted)
+	fmt.Fprintf(io.out, "%d running, %d goals, %d realise requests, %d started, %d finished; %d lookups, %d realisations, %d interrupted\n",
+		len(st.Running), len(st.Goals), st.Requests, st.Started, st.Finished, st.Mount.Lookups, st.Mount.Realisations, st.Mount.Interrupted)
 	for _, r := range st.Running {
 		fmt.Fprintf(io.out, "  running %s\n", r)
 	}

@@ -10,7 +10,7 @@ import (
 // verifyCmd is `nix-store --verify`: the store's checker.
 type verifyCmd struct {
 	CheckContents bool `help:"Also recompute every path's NAR hash and check its file modes and recorded derivation outputs."`
-	Repair        bool `help:"Remove backing entries that have no record, rebuild the indexes and re-canonicalise contents; exit 0 if nothing is left wrong."`
+	Repair        bool `help:"Remove backing entries that have no record, rebuild the indexes and re-canonicalise contents whose modes or times drifted when that makes them match their record (others are left as found); exit 0 if nothing is left wrong."`
 }
 
 // problemsError reports that the checker found problems; exit code 1.

@@ -82,6 +82,18 @@ func TestSettingsAsNixSpellsThem(t *testing.T) {
 	if err != nil || sopts.NegativeTTL != -1 || sopts.PositiveTTL != time.Minute {
 		t.Errorf("narinfo TTLs from the file: %v %v %v", sopts.NegativeTTL, sopts.PositiveTTL, err)
 	}
+	if sopts.HTTP.ConnectTimeout != 5*time.Second || sopts.HTTP.QueryTimeout != 5*time.Second || sopts.RetryDown != time.Minute || sopts.QueryRate != 20 {
+		t.Errorf("cache defaults: connect %v, query %v, retry %v, rate %v", sopts.HTTP.ConnectTimeout, sopts.HTTP.QueryTimeout, sopts.RetryDown, sopts.QueryRate)
+	}
+	t.Setenv("STOREFS_CONNECT_TIMEOUT", "2")
+	t.Setenv("STOREFS_NARINFO_QUERY_TIMEOUT", "1500ms")
+	t.Setenv("STOREFS_SUBSTITUTER_RETRY_AFTER", "7")
+	t.Setenv("STOREFS_NARINFO_QUERY_RATE", "0")
+	sopts, err = parseCLI(t, "mount").Mount.Subst.options()
+	if err != nil || sopts.HTTP.ConnectTimeout != 2*time.Second || sopts.HTTP.QueryTimeout != 1500*time.Millisecond || sopts.RetryDown != 7*time.Second || sopts.QueryRate >= 0 {
+		t.Errorf("cache settings from the environment: connect %v, query %v, retry %v, rate %v (want no bound), %v",
+			sopts.HTTP.ConnectTimeout, sopts.HTTP.QueryTimeout, sopts.RetryDown, sopts.QueryRate, err)
+	}
 	if got := parseCLI(t, "mount").Mount.NegativeTTL; got != duration(2*time.Second) {
 		t.Errorf("negative-ttl from the file: %v", got)
 	}
@@ -106,6 +118,12 @@ func TestSettingValueErrors(t *testing.T) {
 		{"store-dir = relative", "store-dir: "},
 		{"substituters = file:///ok ftp://bad", "substituters: binary cache \"ftp://bad\""},
 		{"trusted-public-keys = nocolon", "trusted-public-keys: "},
+		{"connect-timeout = -5", "connect-timeout: "},
+		{"narinfo-query-timeout = soon", "narinfo-query-timeout: \"soon\" is not a duration"},
+		{"substituter-retry-after = 1d", "substituter-retry-after: \"1d\" is not a duration"},
+		{"narinfo-query-rate = fast", "narinfo-query-rate: \"fast\" is not a whole number"},
+		{"max-build-log-size = 1Q", "max-build-log-size: \"1Q\": unknown unit"},
+		{"keep-build-log-size = 12x4", "keep-build-log-size: \"12x4\" is not a whole number of bytes"},
 	} {
 		conf := filepath.Join(t.TempDir(), "storefs.conf")
 		os.WriteFile(conf, []byte("# settings\n\n"+c.line+"\n"), 0o644)

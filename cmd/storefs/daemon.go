@@ -42,6 +42,7 @@ type daemonStatus struct {
 	failures []failureReport
 	started  int
 	done     int
+	requests int // realise requests being served
 }
 
 type failureReport struct {
@@ -54,6 +55,7 @@ type statusReply struct {
 	Daemon    bool            `json:"daemon"`   // false: no mount runs, and only the last one's failures are known
 	Running   []string        `json:"running"`  // builds and substitutions under way, with their start
 	Goals     []string        `json:"goals"`    // every goal, running or waiting
+	Requests  int             `json:"requests"` // realise requests through the socket being served
 	Started   int             `json:"started"`  // builds and substitutions started since the mount
 	Finished  int             `json:"finished"` // builds and substitutions ended (done or failed) since the mount
 	Mount     fusefs.Stats    `json:"mount"`    // what reached the store dir's root
@@ -116,7 +118,7 @@ func (d *daemonStatus) failed(p storepath.Path, err error) {
 func (d *daemonStatus) reply(w *goals.Worker, started time.Time) statusReply {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := statusReply{Daemon: true, Started: d.started, Finished: d.done, Failures: append([]failureReport{}, d.failures...), Goals: w.Running(),
+	r := statusReply{Daemon: true, Started: d.started, Finished: d.done, Requests: d.requests, Failures: append([]failureReport{}, d.failures...), Goals: w.Running(),
 		StoreDir: string(d.s.Dir), StateDir: d.s.State, StartedAt: started, Running: []string{}}
 	if d.fsys != nil {
 		r.Mount = d.fsys.Stats()
@@ -129,16 +131,23 @@ func (d *daemonStatus) reply(w *goals.Worker, started time.Time) statusReply {
 	return r
 }
 
+// serving counts a realise request in or (n = -1) out.
+func (d *daemonStatus) serving(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.requests += n
+}
+
 // realiseRequest asks the daemon to realise paths (as realiseCmd's args).
 type realiseRequest struct {
-	Paths       []string `json:"paths"`
-	KeepGoing   bool     `json:"keepGoing"`
-	RetryFailed bool     `json:"retryFailed"`
+	Paths       []string     `json:"paths"`
+	RetryFailed bool         `json:"retryFailed"`
+	Flags       requestFlags `json:"flags"` // this request's limits and caches
 }
 
 // serveDaemon listens on the socket; closing the listener stops it. A
 // request to unmount is sent on stop.
-func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fusefs.FS, logger *log.Logger, stop chan<- struct{}) (net.Listener, error) {
+func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fusefs.FS, c *mountCmd, logger *log.Logger, stop chan<- struct{}) (net.Listener, error) {
 	path := socketPath(s.State)
 	os.Remove(path) // the socket of a daemon that died
 	l, err := net.Listen("unix", path)
@@ -163,15 +172,26 @@ func serveDaemon(s *store.Store, w *goals.Worker, status *daemonStatus, fsys *fu
 				return
 			}
 		}
-		rc := &realiseCmd{Paths: req.Paths, KeepGoing: req.KeepGoing}
+		rc := &realiseCmd{Paths: req.Paths}
 		targets, err := rc.parseTargets(r.Context(), s)
+		var greq goals.Request
+		if err == nil {
+			greq, err = req.Flags.request(c.Subst.Substituters, func(urls []string) (goals.Substituter, error) {
+				f := c.Subst // the mount's trusted keys and TTLs, the request's caches
+				f.Substituters = urls
+				return f.substituter(s, newProgress(logWriter{logger}, s))
+			})
+		}
 		if err != nil {
 			rw.Header().Set("X-Exit-Code", "1")
 			writeJSON(rw, []realiseResult{{Error: err.Error()}})
 			return
 		}
 		fsys.ForgetNegative()
-		results, errs := realiseTargets(r.Context(), w, targets, req.KeepGoing)
+		ctx := goals.WithRequest(r.Context(), greq)
+		status.serving(1)
+		results, errs := realiseTargets(ctx, w, targets, req.Flags.KeepGoing)
+		status.serving(-1)
 		fsys.Added(realisedPaths(s, results)...)
 		code := 0
 		if err := combineRealiseErrors(errs); err != nil {

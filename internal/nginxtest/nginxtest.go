@@ -19,6 +19,19 @@ import (
 // the test (make deps installs it).
 func Serve(t testing.TB, dir string) string {
 	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return ServeAt(t, dir, addr)
+}
+
+// ServeAt is Serve on a given address (host:port), for a test that needs
+// a cache to appear where nothing listened before.
+func ServeAt(t testing.TB, dir, addr string) string {
+	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		bin = "/usr/sbin/nginx"
@@ -26,12 +39,6 @@ func Serve(t testing.TB, dir string) string {
 			t.Fatalf("nginx is not installed (make deps installs it): %v", err)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	prefix := t.TempDir()
 	conf := fmt.Sprintf(`daemon off;
 master_process off;

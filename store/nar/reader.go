@@ -93,6 +93,19 @@ type Reader struct {
 	err    error  // sticky: once set, every call returns it
 	sum    nixhash.Hash
 	buf    [8 + MaxTargetLen + 1 + 8]byte // one token, padded
+
+	maxPath int // longest Header.Path accepted; 0: no bound (LimitPath)
+}
+
+// LimitPath makes the Reader refuse an entry whose Header.Path is longer
+// than n bytes, naming its depth: an archive whose tree could not be
+// reached by path once unpacked (beyond PATH_MAX) is refused while it is
+// read. n <= 0 refuses every entry below the root.
+func (r *Reader) LimitPath(n int) {
+	if n <= 0 {
+		n = -1
+	}
+	r.maxPath = n
 }
 
 // NewReader returns a Reader of the NAR in r. A *bufio.Reader is used as it
@@ -304,6 +317,14 @@ func (r *Reader) Next() (*Header, error) {
 				return nil, r.failf(nameOff, "entry names not sorted: %q after %q", name, top.last)
 			}
 			top.last = name
+			if r.maxPath != 0 && len(path) > r.maxPath {
+				r.path = path
+				if len(path) > 200 {
+					r.path = path[:200] + "..."
+				}
+				return nil, r.failf(nameOff, "entry at depth %d has a path of %d bytes, more than the %d the store can hold (PATH_MAX)",
+					len(r.stack), len(path), max(r.maxPath, 0))
+			}
 			if err := r.expect("node"); err != nil {
 				return nil, err
 			}

@@ -431,3 +431,37 @@ func BenchmarkReader(b *testing.B) {
 		b.ReportMetric(float64(cr.n)/10100, "reads/entry")
 	}
 }
+
+// LimitPath refuses an entry whose path is longer than the limit, naming
+// its depth and the offset of its name; entries within it pass.
+func TestReaderLimitPath(t *testing.T) {
+	// a/bb/ccc: paths of 1, 4 and 8 bytes.
+	nar := func() []byte {
+		b := new(builder)
+		b.magic().dir().entry("a").dir().entry("bb").dir().fileEntry("ccc", "x").end().end().end().end().end()
+		return b.Bytes()
+	}()
+	for _, c := range []struct {
+		limit int
+		want  string // "" for no error
+	}{
+		{0, ""},
+		{8, ""},
+		{7, `(entry "a/bb/ccc"): entry at depth 3 has a path of 8 bytes, more than the 7`},
+		{4, `(entry "a/bb/ccc"): entry at depth 3 has a path of 8 bytes, more than the 4`},
+		{3, `(entry "a/bb"): entry at depth 2 has a path of 4 bytes, more than the 3`},
+		{-1, `(entry "a"): entry at depth 1 has a path of 1 bytes, more than the 0`},
+	} {
+		r := NewReader(bytes.NewReader(nar))
+		if c.limit != 0 {
+			r.LimitPath(c.limit)
+		}
+		_, _, err := readAll(r)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("limit %d: %v", c.limit, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("limit %d: error %v, want %q", c.limit, err, c.want)
+		}
+	}
+}
