@@ -204,14 +204,24 @@ func catchAbort(fn func()) (err error) {
 type optionsKey struct{}
 
 // OptionsFromContext returns the options of the client whose request the
-// context belongs to: the build operations hand them to the engine this
-// way, until the engine takes options per request in its own terms.
+// context belongs to.
 func OptionsFromContext(ctx context.Context) (ClientOptions, bool) {
 	o, ok := ctx.Value(optionsKey{}).(ClientOptions)
 	return o, ok
 }
 
-// withOptions is ctx carrying the client's options.
+// withOptions is ctx carrying the client's options, applied to the
+// engine's request by Server.Request when it is set.
 func (c *Conn) withOptions(ctx context.Context) context.Context {
-	return context.WithValue(ctx, optionsKey{}, c.Options())
+	o := c.Options()
+	ctx = context.WithValue(ctx, optionsKey{}, o)
+	if c.srv.Request == nil {
+		return ctx
+	}
+	rctx, err := c.srv.Request(ctx, o)
+	if err != nil {
+		c.srv.logf("client %d: its options are not applied: %v", c.peer.UID, err)
+		return ctx
+	}
+	return rctx
 }

@@ -41,6 +41,11 @@ type Server struct {
 	// `nix log` with NIX_LOG_DIR=NixLogDir (nixlog.go). Either may be nil.
 	ReadLog   func(drv storepath.Path, w io.Writer) error
 	NixLogDir string
+	// Request, if set, makes a build operation's context ask the engine
+	// for what the client set (keep-going, fallback, timeouts, cores,
+	// max-jobs 0, use-substitutes, substituters); nil: the engine's
+	// defaults.
+	Request func(ctx context.Context, o ClientOptions) (context.Context, error)
 
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]bool

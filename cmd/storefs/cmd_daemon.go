@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"storefs/daemon"
 	"storefs/goals"
@@ -96,6 +97,7 @@ func runDaemon(ctx context.Context, g *Globals, io stdio, c *daemonCmd) error {
 		gs = sub
 	}
 	nixd := c.server(s, c.Subst, logger)
+	nixd.Request = clientRequest(c.request(), c.Subst, s, logger)
 	w := goals.New(s, c.configure(&realise.Builder{Store: s, OnLogLine: nixd.LogLine}), gs, c.options(nixdObserver{status, nixd}))
 	defer w.Wait()
 	nixd.Engine = w
@@ -126,5 +128,42 @@ func (o nixdObserver) Event(e goals.Event) {
 		o.nixd.BuildEnded(e.Path, nil)
 	case goals.BuildFailed:
 		o.nixd.BuildEnded(e.Path, e.Err)
+	}
+}
+
+// clientRequest makes a daemon client's SetOptions the goals.Request of
+// its builds: what it left at Nix's defaults (max-jobs -1, timeouts and
+// cores 0, no substituters of its own) keeps the daemon's.
+func clientRequest(base goals.Request, subst substFlags, s *store.Store, logger *log.Logger) func(context.Context, daemon.ClientOptions) (context.Context, error) {
+	return func(ctx context.Context, o daemon.ClientOptions) (context.Context, error) {
+		r := base
+		r.KeepGoing, r.Fallback = o.KeepGoing, o.Fallback || base.Fallback
+		if o.Cores > 0 {
+			r.Cores = o.Cores
+		}
+		if o.MaxJobs >= 0 {
+			r.NoLocalBuilds = o.MaxJobs == 0
+		}
+		if o.Timeout > 0 {
+			r.Timeout = o.Timeout
+		}
+		if o.MaxSilentTime > 0 {
+			r.MaxSilent = o.MaxSilentTime
+		}
+		r.NoSubstitutes = !o.UseSubstitutes
+		if o.Substituters != nil && !slices.Equal(o.Substituters, subst.Substituters) {
+			if len(o.Substituters) == 0 {
+				r.NoSubstitutes = true
+			} else {
+				f := subst // the daemon's trusted keys and TTLs, the client's caches
+				f.Substituters = o.Substituters
+				sub, err := f.substituter(s, newProgress(logWriter{logger}, s))
+				if err != nil {
+					return ctx, err
+				}
+				r.Substituter = sub
+			}
+		}
+		return goals.WithRequest(ctx, r), nil
 	}
 }

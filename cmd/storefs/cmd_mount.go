@@ -46,6 +46,7 @@ func (c *mountCmd) Run(ctx context.Context, g *Globals, io stdio) error {
 	status := newDaemonStatus(s)
 	status.logf = logger.Printf
 	nixd := c.server(s, c.Subst, logger)
+	nixd.Request = clientRequest(c.request(), c.Subst, s, logger)
 	b := c.configure(&realise.Builder{Store: s, OnLogLine: nixd.LogLine})
 	// Downloads and warnings of substituters go to the log, a line each.
 	sub, err := c.Subst.substituter(s, newProgress(logWriter{logger}, s))
