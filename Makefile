@@ -21,7 +21,7 @@ deps:
 # installed by deps, and a test that still lacks one fails. Then the
 # concurrent packages again under the race detector, and the engine on one
 # thread too, where some interleavings show up only.
-RACE_PKGS := ./goals/ ./store/... ./fusefs/ ./realise/
+RACE_PKGS := ./goals/ ./store/... ./fusefs/ ./realise/ ./daemon/
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
