@@ -43,9 +43,8 @@ type inputEntry struct {
 const atermFlushAt = 64 << 10
 
 // atermWriter collects printed bytes in buf; with a Writer w it passes
-// them on whenever buf holds atermFlushAt bytes, and writes a long run of
-// a string that needs no escaping straight to w. It keeps w's first
-// error and then writes nothing more.
+// them on whenever buf holds atermFlushAt bytes. It keeps w's first error
+// and then writes nothing more.
 type atermWriter struct {
 	w   io.Writer // nil: everything stays in buf
 	buf []byte
@@ -68,16 +67,19 @@ func (a *atermWriter) maybeFlush() {
 
 func (a *atermWriter) byte(c byte) { a.buf = append(a.buf, c) }
 
-// bytes writes s as it is.
+// bytes writes s as it is, through buf a piece at a time (a Writer
+// given a string, such as a hash, would copy it whole).
 func (a *atermWriter) bytes(s string) {
-	if a.w != nil && len(s) >= atermFlushAt {
-		if a.flush() == nil {
-			_, a.err = io.WriteString(a.w, s)
-		}
+	if a.w == nil {
+		a.buf = append(a.buf, s...)
 		return
 	}
-	a.buf = append(a.buf, s...)
-	a.maybeFlush()
+	for len(s) > 0 {
+		n := min(len(s), max(atermFlushAt-len(a.buf), 0))
+		a.buf = append(a.buf, s[:n]...)
+		s = s[n:]
+		a.maybeFlush()
+	}
 }
 
 func (a *atermWriter) raw(s string) {

@@ -139,3 +139,29 @@ func BenchmarkSmallDerivation(b *testing.B) {
 		b.ReportMetric(float64(time.Since(start).Nanoseconds())/n, "ns/drv")
 	}
 }
+
+// ParseJSON, like Parse, allocates a long string once.
+func TestParseJSONBigEnvAllocatesOnce(t *testing.T) {
+	const size = 16 << 20
+	for _, plain := range []bool{false, true} {
+		d := bigEnv(t, size)
+		if plain {
+			d.Env["big"] = strings.Repeat("x", size)
+		}
+		data, err := ShowJSON(testDir, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back []*Derivation
+		n := allocated(func() { back, err = ParseJSON(data, testDir) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(back) != 1 || back[0].Env["big"] != d.Env["big"] {
+			t.Fatalf("ParseJSON changed the big env var")
+		}
+		if n > size+size/8 {
+			t.Errorf("ParseJSON of a %d MiB env var (escapes: %v) allocates %d MiB", size>>20, !plain, n>>20)
+		}
+	}
+}
