@@ -65,7 +65,7 @@ func writeBigEnvDrv(t testing.TB, dir string, size int) string {
 		t.Fatal(err)
 	}
 	bw := bufio.NewWriter(w)
-	if _, err := bw.Write(d.ATerm("/store")); err != nil {
+	if err := d.WriteATerm(bw, "/store"); err != nil {
 		t.Fatal(err)
 	}
 	if err := bw.Flush(); err != nil {
