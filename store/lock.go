@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
@@ -11,13 +12,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"storefs/store/nixbase32"
 	"storefs/store/storepath"
 )
 
 // Path locks are open file description (OFD) locks, fcntl(2)'s
-// F_OFD_SETLK, on one byte each: the byte at lockOffset(p), 62 bits of p's
-// hash part, stands for p. Its top shardBits bits choose one of lockShards
+// F_OFD_SETLK, on one byte each: the byte at lockOffset(p), 62 bits of a
+// hash of p's hash part, stands for p. Its top shardBits bits choose one of lockShards
 // files locks/paths.<nn> (hex), since the kernel keeps one list of locks
 // per file and walks it on every lock taken: 20,000 bytes in one file cost
 // seconds, spread over 16 a fraction of one (BenchmarkLockAll20000). A
@@ -44,9 +44,12 @@ import (
 // description never conflicts with itself), and every holder takes its
 // bytes in the one order, so no two wait on each other. Its one cost is
 // that a holder of one path makes the other look locked: a writer of the
-// other waits, gc keeps it for a while. No holder takes a second lock
-// while it holds one (that would need the order kept across calls, and
-// a shared byte would make it wait on itself).
+// other waits, gc keeps it for a while. Hence two rules for holders, which
+// every caller keeps: no holder takes a second lock while it holds one
+// (that would need the order kept across calls, and a shared byte would
+// make it wait on itself), and no holder waits, lock held, for work that
+// needs another path's lock (a build goal realises its inputs before it
+// locks its outputs; a fetch waits for nothing but its cache).
 const (
 	locksFile  = "paths"
 	shardBits  = 4
@@ -64,15 +67,14 @@ func (s *Store) lockFilePath(off int64) string {
 	return filepath.Join(s.State, locksDir, fmt.Sprintf("%s.%02x", locksFile, off>>shardShift))
 }
 
-// lockOffset is the byte that stands for p: the first 62 bits of its hash
-// part (storepath.Path always has a valid one). Its top bits choose the
-// shard file.
+// lockOffset is the byte that stands for p: 62 bits of the sha256 of its
+// hash part. A hash part is a hash already, but one made by hand (tests,
+// tools) may differ from another in its last bits only; hashing it again
+// spreads any two hash parts over the whole range. Its top bits choose
+// the shard file.
 func lockOffset(p storepath.Path) int64 {
-	h, err := nixbase32.DecodeString(p.HashPart())
-	if err != nil || len(h) < 8 {
-		panic(fmt.Sprintf("store path %s has an invalid hash part", p))
-	}
-	return int64(binary.LittleEndian.Uint64(h) >> 2)
+	sum := sha256.Sum256([]byte(p.HashPart()))
+	return int64(binary.LittleEndian.Uint64(sum[:8]) >> 2)
 }
 
 // openShard opens a new description of the shard file holding off, to take

@@ -299,3 +299,30 @@ func TestGCKeepsLockedPath(t *testing.T) {
 		t.Errorf("GC after the holder died deleted %v", res.Deleted)
 	}
 }
+
+// Hash parts made by hand, differing in their last characters only, get
+// bytes of their own: locking one leaves the others free.
+func TestLockOffsetsSpreadHandMadeHashes(t *testing.T) {
+	seen := map[int64]string{}
+	for i := 0; i < 1000; i++ {
+		p, err := storepath.ParseBase(fmt.Sprintf("%032d-p", i))
+		must(t, err)
+		off := lockOffset(p)
+		if q, ok := seen[off]; ok {
+			t.Fatalf("%s and %s share lock byte %d", q, p, off)
+		}
+		seen[off] = p.Base()
+	}
+	s := testStore(t)
+	a, _ := storepath.ParseBase(fmt.Sprintf("%032d-a", 1))
+	b, _ := storepath.ParseBase(fmt.Sprintf("%032d-b", 2))
+	l, err := s.Lock(context.Background(), a)
+	must(t, err)
+	defer l.Unlock()
+	m, err := s.TryLock(b)
+	must(t, err)
+	if m == nil {
+		t.Errorf("with %s locked, %s looks locked", a, b)
+	}
+	m.Unlock()
+}
