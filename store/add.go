@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,7 @@ func (s *Store) AddPath(ctx context.Context, src string, recursive bool, algo ni
 		return nil, fmt.Errorf("adding %s: %w", src, err)
 	}
 	info := PathInfo{Path: p, NarHash: narHash, NarSize: narSize, CA: ca}
-	if err := s.registerLocked(ctx, Registration{info, contents}); err != nil {
+	if err := s.registerLocked(ctx, Registration{Info: info, Contents: contents}); err != nil {
 		return nil, err
 	}
 	return s.Info(p)
@@ -59,7 +60,20 @@ func (s *Store) AddPath(ctx context.Context, src string, recursive bool, algo ni
 // AddText adds data as a text path (a .drv, or a file with references) and
 // returns its info.
 func (s *Store) AddText(ctx context.Context, name string, data []byte, refs []storepath.Path) (*PathInfo, error) {
-	ca := storepath.ContentAddress{Text: true, Hash: nixhash.Sum(nixhash.SHA256, data)}
+	return s.addText(ctx, name, nixhash.Sum(nixhash.SHA256, data), refs, nil, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// addText adds the text whose sha256 is hash as a text path; write prints
+// the text, streaming, only if the path is not valid yet. What write
+// prints is hashed again and refused unless it is the text hashed.
+//
+// outputs are those of the .drv being added, checked by the caller; nil
+// for any other text.
+func (s *Store) addText(ctx context.Context, name string, hash nixhash.Hash, refs []storepath.Path, outputs map[string]storepath.Path, write func(io.Writer) error) (*PathInfo, error) {
+	ca := storepath.ContentAddress{Text: true, Hash: hash}
 	p, err := s.Dir.MakeCA(name, ca, refs, false)
 	if err != nil {
 		return nil, err
@@ -76,8 +90,8 @@ func (s *Store) AddText(ctx context.Context, name string, data []byte, refs []st
 	}
 	defer removeAllForce(tmp)
 	contents := filepath.Join(tmp, "contents")
-	if err := os.WriteFile(contents, data, 0o444); err != nil {
-		return nil, err
+	if err := writeText(contents, hash, write); err != nil {
+		return nil, fmt.Errorf("writing the contents of %s: %w", s.Print(p), err)
 	}
 	h := nixhash.SHA256.New()
 	cw := &countWriter{w: h}
@@ -85,10 +99,35 @@ func (s *Store) AddText(ctx context.Context, name string, data []byte, refs []st
 		return nil, err
 	}
 	info := PathInfo{Path: p, NarHash: nixhash.FromHasher(nixhash.SHA256, h), NarSize: cw.n, References: refs, CA: ca}
-	if err := s.registerLocked(ctx, Registration{info, contents}); err != nil {
+	if err := s.registerLocked(ctx, Registration{Info: info, Contents: contents, outputs: outputs}); err != nil {
 		return nil, err
 	}
 	return s.Info(p)
+}
+
+// writeText creates the file name with what write prints, which must hash
+// to want.
+func writeText(name string, want nixhash.Hash, write func(io.Writer) error) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	h := nixhash.SHA256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 64<<10)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if got := nixhash.FromHasher(nixhash.SHA256, h); got != want {
+		return fmt.Errorf("the text printed has hash %s, not the %s it was added with", got, want)
+	}
+	return nil
 }
 
 // registerLocked takes the paths' locks and registers them.
@@ -182,7 +221,19 @@ func (s *Store) AddDerivation(ctx context.Context, d *derivation.Derivation) (*P
 	if err != nil {
 		return nil, err
 	}
-	return s.AddText(ctx, d.Name()+".drv", d.ATerm(s.Dir), d.References())
+	// The .drv is printed twice, into its hash and into its file, and
+	// never held whole: its env may hold hundreds of megabytes.
+	h := nixhash.SHA256.New()
+	if err := d.WriteATerm(h, s.Dir); err != nil {
+		return nil, err
+	}
+	outputs := make(map[string]storepath.Path, len(d.Outputs))
+	for id, o := range d.Outputs {
+		outputs[id] = o.Path
+	}
+	return s.addText(ctx, d.Name()+".drv", nixhash.FromHasher(nixhash.SHA256, h), d.References(), outputs, func(w io.Writer) error {
+		return d.WriteATerm(w, s.Dir)
+	})
 }
 
 func needsFill(d *derivation.Derivation) bool {

@@ -210,7 +210,7 @@ func (im *importer) next() error {
 	if len(im.batch) == 0 {
 		im.batchStart = time.Now()
 	}
-	im.batch = append(im.batch, Registration{info, contents})
+	im.batch = append(im.batch, Registration{Info: info, Contents: contents})
 	im.batchBytes += info.NarSize
 	return nil
 }

@@ -29,6 +29,11 @@ func (s *Store) NewTemp() (string, error) {
 type Registration struct {
 	Info     PathInfo
 	Contents string
+
+	// outputs are a .drv's outputs by id when its adder has checked them
+	// already (AddDerivation), so that registering it does not read and
+	// hash its contents again; nil: they are read from the contents.
+	outputs map[string]storepath.Path
 }
 
 // Register makes the paths valid, all in one transaction: it canonicalises
@@ -131,7 +136,7 @@ func (s *Store) putRecords(tx *bolt.Tx, regs []Registration) error {
 			}
 		}
 		if info.Path.IsDerivation() {
-			if err := s.putDrvOutputs(tx, info.Path); err != nil {
+			if err := s.putDrvOutputs(tx, info.Path, r.outputs); err != nil {
 				return err
 			}
 		}
@@ -139,12 +144,15 @@ func (s *Store) putRecords(tx *bolt.Tx, regs []Registration) error {
 	return nil
 }
 
-// putDrvOutputs indexes the outputs of a derivation being registered, read
-// from its contents (already in the backing directory).
-func (s *Store) putDrvOutputs(tx *bolt.Tx, drv storepath.Path) error {
-	outputs, err := s.readDrvOutputs(drv)
-	if err != nil {
-		return fmt.Errorf("registering %s: %w", s.Print(drv), err)
+// putDrvOutputs indexes the outputs of a derivation being registered:
+// outputs if known, else read from its contents (already in the backing
+// directory) and checked.
+func (s *Store) putDrvOutputs(tx *bolt.Tx, drv storepath.Path, outputs map[string]storepath.Path) error {
+	if outputs == nil {
+		var err error
+		if outputs, err = s.readDrvOutputs(drv); err != nil {
+			return fmt.Errorf("registering %s: %w", s.Print(drv), err)
+		}
 	}
 	for id, out := range outputs {
 		if err := tx.Bucket(bucketDrvOutputs).Put(pairKey(drv.Base(), id), []byte(out.Base())); err != nil {

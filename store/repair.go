@@ -210,7 +210,7 @@ func (s *Store) rebuildIndexes() error {
 				}
 			}
 			if p.IsDerivation() {
-				return s.putDrvOutputs(tx, p)
+				return s.putDrvOutputs(tx, p, nil)
 			}
 			return nil
 		})

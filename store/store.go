@@ -27,8 +27,11 @@
 //     the backing directory by one rename, after a marker in pending/ names
 //     them (pending.go); the next Open removes any named entry that got no
 //     record.
-//  3. One writer per path across threads and processes: Lock takes a flock on
-//     locks/<base>.lock. Register, Delete and cleanup hold it.
+//  3. One writer per path across goroutines, Stores and processes: Lock
+//     takes an open file description lock on the path's byte of
+//     locks/paths.<nn>, released when its holder unlocks or dies
+//     (lock.go). Register, Delete and cleanup hold it; a LockAll of any
+//     number of paths holds at most 16 descriptors.
 //  4. Indexes (referrers, derivation outputs both ways) change in the same
 //     transaction as the records they index. Every valid .drv has its
 //     outputs recorded, however it came (AddDerivation, Import, AddPath).
@@ -55,8 +58,9 @@
 // # Lock order
 //
 // The gc lock (gc.lock, shared by holders adding temporary roots,
-// exclusive for a collection) comes first; then path locks, in sorted
-// order of base name; then the database. The database is never held while
+// exclusive for a collection) comes first; then path locks, taken by
+// one LockAll call in descending order of their lock bytes (lock.go),
+// never while another path lock is held; then the database. The database is never held while
 // waiting for a lock, nor is a path lock held while waiting for the gc
 // lock.
 package store

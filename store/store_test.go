@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -266,7 +268,7 @@ func TestRegisterBatch(t *testing.T) {
 		p, _ := storepath.ParseBase(strings.Repeat(string("abc"[i]), 32) + "-" + content)
 		info := PathInfo{Path: p, References: prev}
 		info.NarHash, info.NarSize = narOf(t, f)
-		regs = append(regs, Registration{info, f})
+		regs = append(regs, Registration{Info: info, Contents: f})
 		prev = []storepath.Path{p}
 	}
 	unlock, err := s.LockAll(context.Background(), prev)
@@ -398,5 +400,36 @@ func TestCheckFindsIndexAndAddressProblems(t *testing.T) {
 	must(t, err)
 	if len(probs) != 1 || probs[0].Path != s.Print(txt.Path) {
 		t.Errorf("after Repair: %v", probs)
+	}
+}
+
+// AddDerivation streams a derivation's ATerm into its hash and its file
+// and records its outputs from the checked derivation: a 16 MiB env var
+// costs no copy of it (neither printing the .drv nor reading it back).
+func TestAddDerivationBigEnvDoesNotCopy(t *testing.T) {
+	s := testStore(t)
+	const size = 16 << 20
+	d := testDerivation()
+	d.Env["big"] = strings.Repeat("a line\n", size/7)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	info, err := s.AddDerivation(context.Background(), d)
+	runtime.ReadMemStats(&after)
+	must(t, err)
+	// nar.Dump's buffers (1 MiB out, three 4 MiB pieces) are a constant.
+	const narBuffers = 13 << 20
+	if n := after.TotalAlloc - before.TotalAlloc; n > size/4+narBuffers {
+		t.Errorf("AddDerivation with a %d MiB env var allocates %d MiB", size>>20, n>>20)
+	}
+	data, err := os.ReadFile(s.RealPath(info.Path))
+	must(t, err)
+	if !bytes.Equal(data, d.ATerm(s.Dir)) {
+		t.Errorf("%s does not hold the derivation's ATerm", info.Path)
+	}
+	outs, err := s.DerivationOutputs(info.Path)
+	must(t, err)
+	if len(outs) != 2 || outs["out"] != d.Outputs["out"].Path {
+		t.Errorf("outputs recorded: %v", outs)
 	}
 }

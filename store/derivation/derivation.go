@@ -107,8 +107,9 @@ func (d *Derivation) Path(dir storepath.Dir) (storepath.Path, error) {
 			return storepath.Path{}, fmt.Errorf("derivation %q: output %q has no path yet", name, id)
 		}
 	}
-	sum := sha256.Sum256(d.ATerm(dir))
-	h, _ := nixhash.New(nixhash.SHA256, sum[:])
+	sum := sha256.New()
+	d.WriteATerm(sum, dir) // a sha256 does not fail
+	h := nixhash.FromHasher(nixhash.SHA256, sum)
 	p, err := dir.MakeText(name+".drv", h, d.References())
 	if err != nil {
 		return storepath.Path{}, fmt.Errorf("derivation %q: %w", name, err)

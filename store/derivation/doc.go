@@ -50,4 +50,17 @@
 // so a graph is hashed once per node, not once per route to it. The .drv
 // path itself depends only on the derivation's own bytes and references
 // (Derivation.Path).
+//
+// # Memory
+//
+// An env var may hold hundreds of megabytes (a whole file passed as a
+// string). Nothing here copies a string more than once: Parse and
+// ParseJSON measure each string before they copy it, so it costs one
+// allocation of its length; hashing (HashModulo, OutputPaths, Check, Path)
+// prints the ATerm into the hash through a 64 KiB buffer, never whole;
+// WriteATerm does the same into any Writer. Only ATerm returns the whole
+// file, for callers that want the bytes. A derivation of a string of size
+// S therefore costs S once parsed, plus the S bytes of its input while
+// Parse runs (TestDerivationAddBigEnvMemory in cmd/storefs bounds storefs
+// derivation add at 3S).
 package derivation

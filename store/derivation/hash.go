@@ -130,7 +130,12 @@ func (h *Hasher) hashModulo(d *Derivation, mask bool, loading map[storepath.Path
 	for _, key := range sortedKeys(byHash) {
 		inputs = append(inputs, inputEntry{key, sortedKeys(byHash[key])})
 	}
-	return sha(string(d.appendATerm(nil, h.dir, mask, inputs))), nil
+	// Streamed into the hash, never held whole: a sha256 does not fail.
+	sum := sha256.New()
+	a := atermWriter{w: sum}
+	d.writeATerm(&a, h.dir, mask, inputs)
+	a.flush()
+	return nixhash.FromHasher(nixhash.SHA256, sum), nil
 }
 
 func sha(s string) nixhash.Hash {

@@ -220,7 +220,20 @@ func (p *jsonParser) str(what string) (string, error) {
 		return "", p.failAt(p.pos, nil, "expected a string (%s), found %s", what, p.found())
 	}
 	p.pos++
+	// As the ATerm parser does: a string without escapes is one copy of
+	// its bytes, and one with escapes one allocation of at most its raw
+	// length (escapes only shrink), so a long env var costs its length
+	// once, not the doublings of a growing buffer.
+	n, plain := jsonStrLen(p.b[p.pos:])
+	if plain {
+		s := string(p.b[p.pos : p.pos+n])
+		p.pos += n + 1
+		return s, nil
+	}
 	var sb strings.Builder
+	if n > 0 {
+		sb.Grow(n)
+	}
 	for p.pos < len(p.b) {
 		c := p.b[p.pos]
 		switch {
@@ -230,8 +243,12 @@ func (p *jsonParser) str(what string) (string, error) {
 		case c < 0x20:
 			return "", p.failAt(p.pos, nil, "raw control character %q in a string (%s)", c, what)
 		case c != '\\':
-			sb.WriteByte(c)
-			p.pos++
+			end := p.pos + 1
+			for end < len(p.b) && p.b[end] != '"' && p.b[end] != '\\' && p.b[end] >= 0x20 {
+				end++
+			}
+			sb.Write(p.b[p.pos:end])
+			p.pos = end
 			continue
 		}
 		if p.pos+1 >= len(p.b) {
@@ -263,6 +280,26 @@ func (p *jsonParser) str(what string) (string, error) {
 		sb.WriteString(string(r))
 	}
 	return "", p.failAt(start, nil, "unterminated string (%s)", what)
+}
+
+// jsonStrLen is the raw length of the JSON string that starts b (up to
+// the first '"' no backslash escapes), or -1 if no such '"' ends it, and
+// whether the string holds no backslash and no control character, so that
+// its bytes are its value.
+func jsonStrLen(b []byte) (int, bool) {
+	plain := true
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i, plain
+		case c == '\\':
+			plain = false
+			i++
+		case c < 0x20:
+			plain = false
+		}
+	}
+	return -1, false
 }
 
 var jsonEscapes = map[byte]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}

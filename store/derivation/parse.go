@@ -111,8 +111,19 @@ func (p *parser) str(what string, escaped bool) (string, error) {
 	if err := p.expect(`"`, "to open "+what); err != nil {
 		return "", err
 	}
-	var sb strings.Builder
 	from := p.pos
+	// Size the result first, so that a long string costs one allocation
+	// of its length (not the doublings of a growing buffer), and one
+	// without escapes is a single copy of its bytes.
+	n, plain := unescapedLen(p.b[from:], escaped)
+	if plain {
+		p.pos = from + n + 1
+		return string(p.b[from : from+n]), nil
+	}
+	var sb strings.Builder
+	if n > 0 {
+		sb.Grow(n)
+	}
 	for p.pos < len(p.b) {
 		c := p.b[p.pos]
 		switch {
@@ -148,6 +159,37 @@ func (p *parser) str(what string, escaped bool) (string, error) {
 		}
 	}
 	return "", p.failAt(start, nil, "unterminated string (%s)", what)
+}
+
+// unescapedLen is the length of the string that starts b once unescaped
+// (up to the first '"' that no backslash escapes), or -1 if no such '"'
+// ends it, and whether str may take its bytes as they are: no backslash,
+// and in a field Nix escapes no raw newline, carriage return or tab. It
+// does not check the escapes; str does.
+func unescapedLen(b []byte, escaped bool) (int, bool) {
+	n, plain := 0, true
+	for {
+		i := bytes.IndexAny(b, "\"\\\n\r\t")
+		if i < 0 {
+			return -1, false
+		}
+		n += i
+		switch b[i] {
+		case '"':
+			return n, plain
+		case '\\':
+			plain = false
+			if i+1 >= len(b) {
+				return -1, false
+			}
+			n++
+			b = b[i+2:]
+		default:
+			plain = plain && !escaped
+			n++
+			b = b[i+1:]
+		}
+	}
 }
 
 // path parses a quoted store path in p.dir.
