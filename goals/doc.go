@@ -79,8 +79,9 @@
 // Worker.mu is never held while waiting for anything else. A build goal
 // takes its temporary roots (the store's gc lock, shared, for a moment)
 // before it waits for inputs, a build slot before the store's path locks,
-// and path locks all at once, in the store's order (store/lock.go). A substitution goal holds a query slot
-// only while it queries, and a substitution slot before the path's lock.
+// and its outputs' locks all at once, in the store's order
+// (store/lock.go). A substitution goal holds a query slot only while it
+// queries, and a substitution slot before the path's lock.
 //
 // # Temporary roots
 //
