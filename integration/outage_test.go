@@ -1,14 +1,13 @@
 package integration
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"storefs/internal/loopback"
 	"storefs/internal/nginxtest"
 )
 
@@ -16,49 +15,6 @@ const outageExpr = `{
   cached = mk { name = "cached"; args = ["-c" "echo from the cache > $out"]; };
   buildable = mk { name = "buildable"; args = ["-c" "echo built here > $out"]; };
 }`
-
-// freeAddr is a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-// silentServer accepts connections and never answers.
-func silentServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + l.Addr().String()
-}
 
 // Caches that are down or never answer cost a realisation seconds, with
 // the default settings: a buildable output is built, a path only a cache
@@ -69,8 +25,8 @@ func TestRealiseWithCachesDown(t *testing.T) {
 	drvs := e.instantiate(t, outageExpr, "cached", "buildable")
 	cachedOut := e.n.line(t, "nix-store", "-r", drvs[0])
 	cache, pk := e.signedCache(t, cachedOut)
-	down := freeAddr(t)
-	silent := silentServer(t)
+	down := loopback.FreeAddr(t)
+	silent, _ := loopback.Silent(t)
 
 	timedRealise := func(t *testing.T, what string, args ...string) (result, time.Duration) {
 		t.Helper()

@@ -13,21 +13,10 @@ import (
 	"time"
 
 	"storefs/goals"
+	"storefs/internal/loopback"
 	"storefs/store/derivation"
 	"storefs/store/storepath"
 )
-
-// freeAddr is a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
 
 // timed runs fn and logs how long it took.
 func timed(t *testing.T, what string, fn func() error) (time.Duration, error) {
@@ -45,7 +34,7 @@ func timed(t *testing.T, what string, fn func() error) (time.Duration, error) {
 func TestCacheDownThenBack(t *testing.T) {
 	f := newFixture(t)
 	dir := f.writeCache(t, "none", f.trusted)
-	addr := freeAddr(t)
+	addr := loopback.FreeAddr(t)
 	const retry = time.Second
 	d := newDest(t, f, []string{"http://" + addr}, func(o *SubstituterOptions) { o.RetryDown = retry })
 	ctx := context.Background()
@@ -91,39 +80,6 @@ func TestCacheDownThenBack(t *testing.T) {
 	}
 }
 
-// hangingServer accepts connections and never answers.
-func hangingServer(t *testing.T) (url string, accepted *atomic.Int64) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted = &atomic.Int64{}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return "http://" + l.Addr().String(), accepted
-}
-
 // countingBuilder counts builds and fails each (the test wants to know that
 // a build was tried, and when).
 type countingBuilder struct{ n atomic.Int64 }
@@ -139,7 +95,7 @@ func (b *countingBuilder) Build(context.Context, storepath.Path, *derivation.Der
 // output whose cache hangs is built within seconds.
 func TestCacheNeverAnswers(t *testing.T) {
 	f := newFixture(t)
-	url, accepted := hangingServer(t)
+	url, accepted := loopback.Silent(t)
 	defaults := func(o *SubstituterOptions) { o.HTTP = HTTPOptions{} }
 	d := newDest(t, f, []string{url}, defaults)
 	ctx := context.Background()
