@@ -224,17 +224,25 @@ func (c *Conn) checkMode(mode uint64) error {
 	return nil
 }
 
-func opBuildPaths(ctx context.Context, c *Conn) error {
+// readBuildRequest reads what BuildPaths and BuildPathsWithResults send,
+// the targets and the build mode, and starts the work once the mode is
+// one storefs can do.
+func (c *Conn) readBuildRequest() ([]target, error) {
 	ts, err := c.readTargets("paths")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mode, err := c.readBuildMode()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.startWork()
-	if err := c.checkMode(mode); err != nil {
+	return ts, c.checkMode(mode)
+}
+
+func opBuildPaths(ctx context.Context, c *Conn) error {
+	ts, err := c.readBuildRequest()
+	if err != nil {
 		return err
 	}
 	var errs []error
@@ -252,16 +260,8 @@ func opBuildPaths(ctx context.Context, c *Conn) error {
 }
 
 func opBuildPathsWithResults(ctx context.Context, c *Conn) error {
-	ts, err := c.readTargets("paths")
+	ts, err := c.readBuildRequest()
 	if err != nil {
-		return err
-	}
-	mode, err := c.readBuildMode()
-	if err != nil {
-		return err
-	}
-	c.startWork()
-	if err := c.checkMode(mode); err != nil {
 		return err
 	}
 	res := c.realise(ctx, ts)
