@@ -209,41 +209,29 @@ func TestDaemonDifferential(t *testing.T) {
 	}
 	// What a wrong NAR hash does, and an unknown op, a bad path.
 	nar := narOfText(text)
-	wrongHash := step{"AddToStoreNar wrong hash", func(w *wire.Writer) {
-		w.U64(39)
-		w.String(sd + "/" + strings.Repeat("1", 32) + "-x")
-		w.String("")
-		w.String(strings.Repeat("ab", 32))
-		w.Strings(nil)
-		w.U64(0)
-		w.U64(uint64(len(nar)))
-		w.U64(0)
-		w.Strings(nil)
-		w.String("")
-		w.U64(0)
-		w.U64(1)
-		w.U64(uint64(len(nar)))
-		w.Write(nar)
-		w.U64(0)
-	}, nil}
-	cutNar := step{"AddToStoreNar truncated NAR", func(w *wire.Writer) {
-		cut := nar[:len(nar)-16]
-		w.U64(39)
-		w.String(sd + "/" + strings.Repeat("2", 32) + "-x")
-		w.String("")
-		w.String(strings.Repeat("ab", 32))
-		w.Strings(nil)
-		w.U64(0)
-		w.U64(uint64(len(nar)))
-		w.U64(0)
-		w.Strings(nil)
-		w.String("")
-		w.U64(0)
-		w.U64(1)
-		w.U64(uint64(len(cut)))
-		w.Write(cut)
-		w.U64(0)
-	}, nil}
+	// addNar sends AddToStoreNar of path claiming the NAR nar (a wrong
+	// hash) and sending body in one frame.
+	addNar := func(name, path string, body []byte) step {
+		return step{name, func(w *wire.Writer) {
+			w.U64(39)
+			w.String(sd + "/" + path)
+			w.String("")
+			w.String(strings.Repeat("ab", 32))
+			w.Strings(nil)
+			w.U64(0)
+			w.U64(uint64(len(nar)))
+			w.U64(0)
+			w.Strings(nil)
+			w.String("")
+			w.U64(0)
+			w.U64(1)
+			w.U64(uint64(len(body)))
+			w.Write(body)
+			w.U64(0)
+		}, nil}
+	}
+	wrongHash := addNar("AddToStoreNar wrong hash", strings.Repeat("1", 32)+"-x", nar)
+	cutNar := addNar("AddToStoreNar truncated NAR", strings.Repeat("2", 32)+"-x", nar[:len(nar)-16])
 	emptyMulti := step{"AddMultipleToStore of nothing", func(w *wire.Writer) {
 		w.U64(44)
 		w.U64(0)
